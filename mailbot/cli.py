@@ -1,0 +1,197 @@
+"""The `mailbot` command: a thin shell over the library, errors as one clear line.
+
+Each command loads what it needs, calls one library function and turns known problems
+(config, templates, unreachable servers) into a message and a non-zero exit, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailbot.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+
+log = logging.getLogger("mailbot")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    # Library chatter (imapclient, apscheduler) only when asked for.
+    for noisy in ("imapclient", "apscheduler", "aiosmtpd", "mail", "pymap", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.reply.samples import check_templates, sample_requests
+
+    problems = check_templates(config)
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    count = sum(1 for _ in sample_requests(config))
+    print(f"{args.config}: OK — {len(config.events)} events, {count} reply templates rendered")
+    return EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace, config: Config | None) -> int:
+    from mailbot.parse import parse_mail
+
+    default_event = config.current_event.number if config else 2
+    known = [e.number for e in config.events] if config else [1, 2, 3, 4]
+    status = EXIT_OK
+    for name in args.files:
+        path = Path(name)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror}", file=sys.stderr)
+            status = EXIT_FAILURE
+            continue
+        parsed = parse_mail(raw, default_event=default_event, known_events=known)
+        record = parsed.contract_dict(path.name)
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            people = ", ".join(f"{p['name']} <{p['email']}>" for p in record["participants"])  # type: ignore[attr-defined]
+            print(
+                f"{path.name}: {record['intent']} events={record['events']} {people}"
+                + (f" (review: {parsed.needs_review})" if parsed.needs_review else "")
+            )
+    return status
+
+
+def cmd_poll(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.inbox.imap import InboxError
+    from mailbot.pipeline import Pipeline
+    from mailbot.store.db import Store
+
+    store = Store(config.database.url)
+    try:
+        report = asyncio.run(Pipeline(config, store).cycle())
+    except InboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        store.close()
+    print(
+        f"{len(report.mails)} mails handled, {report.promoted} promoted, "
+        f"{report.send.sent} replies sent, {report.send.retried} to retry, "
+        f"{report.send.failed} failed"
+    )
+    return EXIT_FAILURE if report.send.failed else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.pipeline import Pipeline
+    from mailbot.store.db import Store
+    from mailbot.worker import run_worker
+
+    store = Store(config.database.url)
+    try:
+        asyncio.run(run_worker(Pipeline(config, store)))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
+    from mailbot.demo.run import run_demo
+
+    return run_demo(keep_running=args.keep_running, base_config=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        metavar="PATH",
+        help="configuration file (default: ./config.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="mailbot",
+        description="E-mail registration processor for small events.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate config.toml and render every template",
+        description="Validate the config and render every reply template. Example: mailbot check --config config.toml",
+    )
+    p.set_defaults(func=cmd_check, needs_config=True)
+
+    p = sub.add_parser(
+        "parse",
+        parents=[common],
+        help="show what mailbot reads from .eml files",
+        description="Parse mails without touching any server. Example: mailbot parse mail.eml --json",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE.eml")
+    p.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    p.set_defaults(func=cmd_parse, needs_config=False)
+
+    p = sub.add_parser(
+        "poll",
+        parents=[common],
+        help="run one cycle: handle new mail, send replies",
+        description="One cycle (for cron and tests). Example: mailbot poll --once",
+    )
+    p.add_argument("--once", action="store_true", required=True, help="one cycle, then exit")
+    p.set_defaults(func=cmd_poll, needs_config=True)
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the worker until SIGINT/SIGTERM",
+        description="Poll every poll_seconds and send replies. Example: mailbot run",
+    )
+    p.set_defaults(func=cmd_run, needs_config=True)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the pipeline on sample mails with built-in servers",
+        description="Start an in-memory IMAP+SMTP server, deliver sample mails, run mailbot. Example: mailbot demo --keep-running",
+    )
+    p.add_argument("--keep-running", action="store_true", help="leave the servers and web view up")
+    p.set_defaults(func=cmd_demo, needs_config=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    config: Config | None = None
+    try:
+        if args.needs_config or args.config.exists():
+            config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return int(args.func(args, config))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

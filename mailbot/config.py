@@ -1,0 +1,273 @@
+"""Load and validate `config.toml` into typed settings, once, at the edge.
+
+Admins edit the file by hand, so every mistake must come back as one line that names the key
+and says how to fix it (`ConfigError`), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+IMAP_PASSWORD_ENV = "MAILBOT_IMAP_PASSWORD"
+SMTP_PASSWORD_ENV = "MAILBOT_SMTP_PASSWORD"
+
+
+class ConfigError(Exception):
+    """A config problem explained for a human: which key, what is wrong, how to fix it."""
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            "needs a time zone offset, e.g. 2018-02-09T23:59:59+01:00 (a bare date-time is ambiguous)"
+        )
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+Security = Literal["ssl", "starttls", "none"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 or ::1 — the only places plain text is acceptable."""
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos more often than not: reject them with their name.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Server(_Strict):
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    security: Security = "ssl"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> _Server:
+        if self.security == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f'security = "none" sends the password in clear text and is only allowed for a '
+                f'loopback host (127.0.0.1, localhost), not {self.host!r}; use "ssl" or "starttls"'
+            )
+        return self
+
+
+class ImapSettings(_Server):
+    username: str
+    password: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "INBOX/Processed"
+    review_folder: str = "INBOX/Review"
+    batch_size: int = Field(default=50, gt=0, le=1000)
+
+
+class SmtpSettings(_Server):
+    username: str | None = None
+    password: str | None = None
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite:///mailbot.sqlite3"
+
+
+class MailbotSettings(_Strict):
+    poll_seconds: int = Field(default=60, ge=5)
+    timezone: str = "Europe/Berlin"
+    late_policy: Literal["reject", "waitlist"] = "reject"
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    templates: str = "templates"
+    default_language: Literal["de", "en"] = "de"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone {value!r}; use an IANA name such as "Europe/Berlin"'
+            ) from None
+        return value
+
+
+class OrganiserSettings(_Strict):
+    name: str
+    address: str
+    digest_to: list[str] = Field(default_factory=list)
+    reply_to: str | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    other_addresses: list[str] = Field(default_factory=list)
+
+    @field_validator("address", "reply_to")
+    @classmethod
+    def _looks_like_address(cls, value: str | None) -> str | None:
+        if value is not None and ("@" not in value or any(c in value for c in "\r\n <>,")):
+            raise ValueError(f"{value!r} is not a plain e-mail address like anmeldung@example.org")
+        return value
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+
+class VenueSettings(_Strict):
+    name: str
+    address: str
+    directions_transit: str = ""
+    directions_walk: str = ""
+    directions_car: str = ""
+
+
+class EventSettings(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    number: int = Field(ge=1)
+    title: str
+    start: AwareDatetime
+    end: AwareDatetime
+    deadline: AwareDatetime
+    capacity: int = Field(ge=0)
+    placeholder: bool = False
+    fee: str = "kostenlos"
+    lunch: bool = True
+    programme: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> EventSettings:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Config(_Strict):
+    imap: ImapSettings
+    smtp: SmtpSettings
+    database: DatabaseSettings = DatabaseSettings()
+    mailbot: MailbotSettings = MailbotSettings()
+    organiser: OrganiserSettings
+    venue: VenueSettings
+    events: list[EventSettings] = Field(min_length=1)
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_events(self) -> Config:
+        for attr in ("id", "number"):
+            seen: set[object] = set()
+            for event in self.events:
+                value = getattr(event, attr)
+                if value in seen:
+                    raise ValueError(f"two events share the {attr} {value!r}; each needs its own")
+                seen.add(value)
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.mailbot.timezone)
+
+    def event_by_number(self, number: int) -> EventSettings | None:
+        return next((e for e in self.events if e.number == number), None)
+
+    def event_by_id(self, event_id: str) -> EventSettings | None:
+        return next((e for e in self.events if e.id == event_id), None)
+
+    @property
+    def current_event(self) -> EventSettings:
+        """The event a mail means when it names none: the first real (non-placeholder) one."""
+        real = [e for e in self.events if not e.placeholder]
+        return min(real or self.events, key=lambda e: e.start)
+
+    @property
+    def templates_dir(self) -> Path:
+        base = self.source_path.parent if self.source_path else Path.cwd()
+        return (base / self.mailbot.templates).resolve()
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """Addresses that are us: never answered, so two bots cannot talk to each other."""
+        found = {self.organiser.address, *self.organiser.other_addresses, *self.organiser.digest_to}
+        if self.organiser.reply_to:
+            found.add(self.organiser.reply_to)
+        if "@" in self.imap.username:
+            found.add(self.imap.username)
+        return frozenset(a.lower() for a in found)
+
+
+def _describe(error: dict[str, object]) -> str:
+    location = ".".join(str(part) for part in error["loc"])  # type: ignore[union-attr]
+    kind = error.get("type")
+    message = str(error.get("msg", "is invalid"))
+    if kind == "missing":
+        return f"{location}: missing; add it to config.toml"
+    if kind == "extra_forbidden":
+        return f"{location}: unknown key; check the spelling or remove it"
+    message = message.removeprefix("Value error, ")
+    return f"{location}: {message}"
+
+
+def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
+    """Validate an already-read TOML document, filling passwords from the environment."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section, env in (("imap", IMAP_PASSWORD_ENV), ("smtp", SMTP_PASSWORD_ENV)):
+        table = data.get(section)
+        if isinstance(table, dict) and os.environ.get(env):
+            table["password"] = os.environ[env]
+    try:
+        config = Config.model_validate({**data, "source_path": source})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}{problems}") from None
+    if config.imap.password is None:
+        raise ConfigError(
+            f"{source or 'config'}: imap.password: missing; set it in the file or in the "
+            f"environment variable {IMAP_PASSWORD_ENV}"
+        )
+    if (config.smtp.username is None) != (config.smtp.password is None):
+        raise ConfigError(
+            f"{source or 'config'}: smtp.username and smtp.password go together: set both for "
+            f"SMTP AUTH (the password may come from {SMTP_PASSWORD_ENV}) or neither"
+        )
+    return config
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found; pass --config PATH or copy the example config.toml here"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text; save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path.resolve())

@@ -1,0 +1,1 @@
+"""Decide what a mail means for the registrations (pure rules)."""

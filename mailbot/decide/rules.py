@@ -1,0 +1,266 @@
+"""The registration rules, as pure functions of (parsed mail, arrival time, event state, config).
+
+Nothing here touches a server or the database: the store hands in a snapshot of each event,
+the rules return what should change and what to tell whom, and the store applies it in one
+transaction. That keeps first-come-first-served, deadlines and promotions testable with
+plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from mailbot.config import Config, EventSettings
+from mailbot.models import Intent, ParsedMail, Participant
+
+
+class Status(StrEnum):
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    CANCELLED = "cancelled"
+    LATE = "late"
+
+
+class Outcome(StrEnum):
+    """What happened to one person for one event; each has a paragraph template."""
+
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    LATE = "late"
+    ALREADY_REGISTERED = "already_registered"
+    UPDATED = "updated"
+    CANCELLED = "cancelled"
+    NOT_REGISTERED = "not_registered"
+    PROMOTED = "promoted"
+
+
+class Route(StrEnum):
+    """Where the mail goes in the mailbox once its outcome is committed."""
+
+    PROCESSED = "processed"
+    REVIEW = "review"
+    LEAVE = "leave"  # not ours: stays in the inbox, unseen
+
+
+class ReplyKind(StrEnum):
+    """The frame of the reply mail; `outcomes` fills it for the per-person kinds."""
+
+    OUTCOMES = "outcomes"
+    MISSING_DATA = "missing_data"
+    QUESTION_RECEIVED = "question_received"
+    RECEIVED = "received"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One person's registration for one event, as the rules see it."""
+
+    email: str
+    status: Status
+    arrival: datetime
+
+
+@dataclass
+class EventState:
+    """A snapshot of one event: who holds which status, in queue order."""
+
+    event: EventSettings
+    seats: dict[str, Seat] = field(default_factory=dict)
+
+    def confirmed(self) -> int:
+        return sum(1 for s in self.seats.values() if s.status is Status.CONFIRMED)
+
+    def waitlist(self) -> list[str]:
+        waiting = [s for s in self.seats.values() if s.status is Status.WAITLISTED]
+        return [s.email for s in sorted(waiting, key=lambda s: (s.arrival, s.email))]
+
+    def free_seats(self) -> int:
+        return max(0, self.event.capacity - self.confirmed())
+
+
+@dataclass(frozen=True)
+class PersonOutcome:
+    participant: Participant
+    event_id: str
+    outcome: Outcome
+    status: Status | None
+    position: int | None = None  # waiting-list position, 1-based
+
+
+@dataclass(frozen=True)
+class Promotion:
+    email: str
+    event_id: str
+
+
+@dataclass
+class Decision:
+    """Everything the store must apply and the reply stage must say, with the reason why."""
+
+    route: Route
+    reason: str
+    reply: ReplyKind | None = None
+    outcomes: list[PersonOutcome] = field(default_factory=list)
+    promotions: list[Promotion] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        if not self.outcomes:
+            return self.reason
+        return ", ".join(f"{o.participant.email}@{o.event_id}:{o.outcome}" for o in self.outcomes)
+
+
+def decide(
+    parsed: ParsedMail,
+    arrival: datetime,
+    config: Config,
+    states: dict[str, EventState],
+) -> Decision:
+    """Decide what a mail means for the registrations. `states` is updated in place."""
+    silent = _silence_reason(parsed, config)
+    if silent is not None:
+        return silent
+    if parsed.intent is Intent.QUESTION:
+        return Decision(Route.REVIEW, "question for the organisers", ReplyKind.QUESTION_RECEIVED)
+    events, unknown = _events_of(parsed, config)
+    missing = _missing_fields(parsed)
+    if unknown:
+        missing.append("event")
+    if missing:
+        return Decision(
+            Route.REVIEW, f"missing: {', '.join(missing)}", ReplyKind.MISSING_DATA, missing=missing
+        )
+    if parsed.needs_review:
+        return Decision(Route.REVIEW, parsed.needs_review, ReplyKind.RECEIVED)
+    if parsed.intent is Intent.UPDATE and len(parsed.participants) > 1:
+        return Decision(Route.REVIEW, "replacement of one person by another", ReplyKind.RECEIVED)
+
+    decision = Decision(Route.PROCESSED, parsed.intent.value, ReplyKind.OUTCOMES)
+    for event in events:
+        state = states[event.id]
+        for person in parsed.participants:
+            if parsed.intent is Intent.CANCEL:
+                _cancel(decision, state, person)
+            else:
+                _register(decision, state, person, arrival, config, parsed.intent)
+    if parsed.intent is Intent.CANCEL:
+        decision.promotions.extend(promote_waiting(states, [e.id for e in events]))
+    if any(o.outcome is Outcome.NOT_REGISTERED for o in decision.outcomes):
+        decision.route = Route.REVIEW
+        decision.reason = "cancellation for someone not registered"
+    return decision
+
+
+def promote_waiting(
+    states: dict[str, EventState], event_ids: list[str] | None = None
+) -> list[Promotion]:
+    """Fill free seats from the head of each waiting list (after a cancellation or a capacity rise)."""
+    promoted: list[Promotion] = []
+    for event_id in event_ids if event_ids is not None else list(states):
+        state = states[event_id]
+        while state.free_seats() > 0 and state.waitlist():
+            email = state.waitlist()[0]
+            state.seats[email] = replace(state.seats[email], status=Status.CONFIRMED)
+            promoted.append(Promotion(email, event_id))
+    return promoted
+
+
+def is_late(arrival: datetime, event: EventSettings) -> bool:
+    """The deadline is inclusive and judged by the server's arrival time, in absolute time."""
+    return arrival > event.deadline
+
+
+def _silence_reason(parsed: ParsedMail, config: Config) -> Decision | None:
+    """Mail we must never answer: auto-replies, bounces, our own mail, and mail not about us."""
+    sender = (parsed.headers.from_address or "").lower()
+    if parsed.intent is Intent.BOUNCE:
+        bounced = ", ".join(parsed.bounced_addresses) or "unknown address"
+        return Decision(Route.PROCESSED, f"bounce for {bounced}")
+    if parsed.intent is Intent.AUTOREPLY:
+        return Decision(
+            Route.PROCESSED, f"auto-reply ({parsed.headers.no_reply_reason or 'subject'})"
+        )
+    if sender and sender in config.own_addresses:
+        return Decision(Route.LEAVE, "sent by one of our own addresses")
+    if parsed.intent is Intent.OTHER:
+        return Decision(Route.LEAVE, "not about the events")
+    if parsed.headers.no_reply_reason:
+        # A real registration sent through a list or with auto headers: a human handles it.
+        return Decision(Route.REVIEW, f"must not be answered: {parsed.headers.no_reply_reason}")
+    return None
+
+
+def _events_of(parsed: ParsedMail, config: Config) -> tuple[list[EventSettings], list[int]]:
+    numbers = parsed.events or [config.current_event.number]
+    known = [e for n in numbers if (e := config.event_by_number(n)) is not None]
+    unknown = [n for n in numbers if config.event_by_number(n) is None]
+    return known, unknown
+
+
+def _missing_fields(parsed: ParsedMail) -> list[str]:
+    if not parsed.participants:
+        return ["name", "email"]
+    if parsed.intent is Intent.CANCEL:
+        return []
+    return ["name"] if any(not (p.name or "").strip() for p in parsed.participants) else []
+
+
+def _register(
+    decision: Decision,
+    state: EventState,
+    person: Participant,
+    arrival: datetime,
+    config: Config,
+    intent: Intent,
+) -> None:
+    current = state.seats.get(person.email)
+    if current is not None and current.status in (Status.CONFIRMED, Status.WAITLISTED):
+        outcome = Outcome.UPDATED if intent is Intent.UPDATE else Outcome.ALREADY_REGISTERED
+        position = _position(state, person.email) if current.status is Status.WAITLISTED else None
+        decision.outcomes.append(
+            PersonOutcome(person, state.event.id, outcome, current.status, position)
+        )
+        return
+    late = is_late(arrival, state.event)
+    if late and config.mailbot.late_policy == "reject":
+        state.seats[person.email] = Seat(person.email, Status.LATE, arrival)
+        decision.outcomes.append(PersonOutcome(person, state.event.id, Outcome.LATE, Status.LATE))
+        return
+    # Under the "waitlist" policy a late registration never takes a seat by itself:
+    # it queues, and the organiser (or a cancellation) decides.
+    if not late and state.free_seats() > 0 and not state.waitlist():
+        state.seats[person.email] = Seat(person.email, Status.CONFIRMED, arrival)
+        decision.outcomes.append(
+            PersonOutcome(person, state.event.id, Outcome.CONFIRMED, Status.CONFIRMED)
+        )
+        return
+    state.seats[person.email] = Seat(person.email, Status.WAITLISTED, arrival)
+    decision.outcomes.append(
+        PersonOutcome(
+            person,
+            state.event.id,
+            Outcome.WAITLISTED,
+            Status.WAITLISTED,
+            _position(state, person.email),
+        )
+    )
+
+
+def _cancel(decision: Decision, state: EventState, person: Participant) -> None:
+    current = state.seats.get(person.email)
+    if current is None or current.status not in (Status.CONFIRMED, Status.WAITLISTED):
+        decision.outcomes.append(
+            PersonOutcome(person, state.event.id, Outcome.NOT_REGISTERED, None)
+        )
+        return
+    state.seats[person.email] = replace(current, status=Status.CANCELLED)
+    decision.outcomes.append(
+        PersonOutcome(person, state.event.id, Outcome.CANCELLED, Status.CANCELLED)
+    )
+
+
+def _position(state: EventState, email: str) -> int:
+    return state.waitlist().index(email) + 1

@@ -1,0 +1,1 @@
+"""Read new mail from the IMAP inbox (adapter)."""

@@ -1,0 +1,172 @@
+"""The IMAP adapter: connect, list new UIDs, fetch them without marking them read, move them.
+
+Nothing here decides anything. It exists so the worker can say "give me mail after UID n"
+and "put these UIDs there" while the protocol's traps stay in one place: `n:*` returning the
+last message, servers without MOVE, naive INTERNALDATEs, and connections without timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from mailbot.config import ImapSettings
+
+log = logging.getLogger(__name__)
+
+FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
+
+
+class InboxError(Exception):
+    """The mailbox could not be reached or refused an operation; the cycle will retry later."""
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    uid: int
+    raw: bytes
+    arrival: datetime
+    size: int
+
+
+def _tls_context() -> ssl.SSLContext:
+    # Certificates are verified against the system store; never switched off silently.
+    return ssl.create_default_context()
+
+
+class ImapInbox:
+    """One session on one folder. Use as a context manager; every socket call has a timeout."""
+
+    def __init__(self, settings: ImapSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self._ssl_context = ssl_context
+        self._client: IMAPClient | None = None
+        self.uidvalidity: int = 0
+        self.can_move = False
+
+    def __enter__(self) -> ImapInbox:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise InboxError("IMAP session is not open")
+        return self._client
+
+    def open(self) -> None:
+        s = self.settings
+        context = self._ssl_context or _tls_context()
+        try:
+            client = IMAPClient(
+                s.host,
+                port=s.port,
+                ssl=s.security == "ssl",
+                ssl_context=context if s.security == "ssl" else None,
+                timeout=s.timeout_seconds,
+            )
+            client.normalise_times = False
+            if s.security == "starttls":
+                client.starttls(context)
+            client.login(s.username, s.password or "")
+            self._client = client
+            self.can_move = client.has_capability("MOVE")
+            for folder in (s.processed_folder, s.review_folder):
+                if not client.folder_exists(folder):
+                    client.create_folder(folder)
+                    log.info("created IMAP folder %s", folder)
+            status = client.select_folder(s.folder)
+        except (IMAPClientError, OSError) as exc:
+            self.close()
+            raise InboxError(f"IMAP {s.host}:{s.port}: {_safe(exc, s.password)}") from None
+        self.uidvalidity = int(status[b"UIDVALIDITY"])
+
+    def close(self) -> None:
+        if self._client is None:
+            return
+        client, self._client = self._client, None
+        try:
+            client.logout()
+        except (IMAPClientError, OSError):
+            with contextlib.suppress(IMAPClientError, OSError):
+                client.shutdown()
+
+    def new_uids(self, after: int) -> list[int]:
+        """UIDs above `after`, ascending. `n:*` always matches the last mail, so filter again."""
+        try:
+            found = self.client.search(["UID", f"{after + 1}:*"])
+        except (IMAPClientError, OSError) as exc:
+            raise InboxError(f"IMAP SEARCH failed: {exc}") from None
+        return sorted(uid for uid in found if uid > after)
+
+    def fetch(self, uids: Sequence[int]) -> Iterator[FetchedMail]:
+        """Fetch with BODY.PEEK so mail that turns out not to be ours keeps its unread state."""
+        if not uids:
+            return
+        try:
+            response = self.client.fetch(list(uids), FETCH_ITEMS)
+        except (IMAPClientError, OSError) as exc:
+            raise InboxError(f"IMAP FETCH failed: {exc}") from None
+        for uid in uids:
+            data = response.get(uid)
+            if not data or b"BODY[]" not in data:
+                continue  # expunged meanwhile, or a partial answer: never treat as handled
+            arrival = data.get(b"INTERNALDATE")
+            if not isinstance(arrival, datetime):
+                arrival = datetime.now(UTC)
+            elif arrival.tzinfo is None:
+                arrival = arrival.replace(tzinfo=UTC)
+            yield FetchedMail(
+                uid, bytes(data[b"BODY[]"]), arrival, int(data.get(b"RFC822.SIZE", 0))
+            )
+
+    def mark_seen(self, uids: Sequence[int]) -> None:
+        if uids:
+            self._guard(lambda: self.client.add_flags(list(uids), [b"\\Seen"]), "STORE")
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """MOVE where the server has it, else COPY + \\Deleted + (UID) EXPUNGE of just these UIDs."""
+        if not uids:
+            return
+        uid_list = list(uids)
+
+        def _do() -> None:
+            if self.can_move:
+                self.client.move(uid_list, folder)
+                return
+            self.client.copy(uid_list, folder)
+            self.client.add_flags(uid_list, [b"\\Deleted"])
+            if self.client.has_capability("UIDPLUS"):
+                self.client.uid_expunge(uid_list)
+            else:
+                self.client.expunge()
+
+        self._guard(_do, "MOVE")
+
+    def _guard(self, action: object, what: str) -> None:
+        try:
+            action()  # type: ignore[operator]
+        except (IMAPClientError, OSError) as exc:
+            raise InboxError(f"IMAP {what} failed: {exc}") from None
+
+
+def _safe(exc: BaseException, secret: str | None) -> str:
+    """The error text without the password, should a server ever echo it back."""
+    text = str(exc) or exc.__class__.__name__
+    return text.replace(secret, "***") if secret else text

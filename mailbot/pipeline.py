@@ -1,0 +1,427 @@
+"""One cycle of the worker: inbox → parse → decide → store → reply → send.
+
+This is the only place that knows the order of the stages and the only place that catches a
+failing mail: the mail is recorded with its error, retried on the next cycles, and after
+`max_attempts` moved to the review folder — it never blocks the mail behind it.
+The mailbox is touched (\\Seen, MOVE) only after the outcome and the reply are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from typing import Any
+
+from sqlalchemy import Connection
+
+from mailbot.config import Config
+from mailbot.decide.rules import (
+    Decision,
+    EventState,
+    Promotion,
+    Route,
+    Status,
+    decide,
+    promote_waiting,
+)
+from mailbot.inbox.imap import FetchedMail, ImapInbox
+from mailbot.models import ParsedMail
+from mailbot.parse import parse_mail
+from mailbot.reply.compose import promotion_request, reply_for
+from mailbot.reply.render import ReplyRequest, build_message
+from mailbot.send.smtp import SendReport, send_outbox
+from mailbot.store.db import Store, parsed_to_json
+
+log = logging.getLogger("mailbot")
+
+Clock = Callable[[], datetime]
+STATE_OF_ROUTE = {Route.PROCESSED: "done", Route.REVIEW: "review", Route.LEAVE: "ignored"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class MailResult:
+    """What happened to one mail, for the log, the demo table and tests."""
+
+    uid: int
+    message_id: str | None
+    arrival: datetime
+    sender: str | None
+    subject: str
+    intent: str
+    state: str
+    outcome: str
+
+
+@dataclass
+class CycleReport:
+    mails: list[MailResult] = field(default_factory=list)
+    promoted: int = 0
+    send: SendReport = field(default_factory=SendReport)
+
+
+class Pipeline:
+    """Holds the configured adapters; `cycle()` runs one poll-and-send round."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Clock = utc_now,
+        *,
+        imap_ssl_context: ssl.SSLContext | None = None,
+        smtp_ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.imap_ssl_context = imap_ssl_context
+        self.smtp_ssl_context = smtp_ssl_context
+        # Set by the worker on SIGTERM: finish the mail in hand, then stop.
+        self.stop_requested = threading.Event()
+
+    async def cycle(self) -> CycleReport:
+        report = await asyncio.to_thread(self.poll_inbox)
+        report.send = await self.send()
+        return report
+
+    async def send(self) -> SendReport:
+        return await send_outbox(
+            self.store,
+            self.config.smtp,
+            self.config.organiser.address,
+            self.clock,
+            self.smtp_ssl_context,
+        )
+
+    # --- inbox --------------------------------------------------------------------------
+
+    def poll_inbox(self) -> CycleReport:
+        report = CycleReport()
+        imap = self.config.imap
+        with ImapInbox(imap, self.imap_ssl_context) as inbox:
+            with self.store.transaction() as conn:
+                progress = self.store.progress(conn, imap.folder)
+                report.promoted = self._promote_free_seats(conn)
+                pending = self.store.pending_moves(conn, imap.folder, inbox.uidvalidity)
+            if progress is not None and progress.uidvalidity != inbox.uidvalidity:
+                log.warning(
+                    "UIDVALIDITY of %s changed (%s -> %s): rescanning, deduplicating by Message-ID",
+                    imap.folder,
+                    progress.uidvalidity,
+                    inbox.uidvalidity,
+                )
+            last_uid = (
+                progress.last_uid if progress and progress.uidvalidity == inbox.uidvalidity else 0
+            )
+            self._move(inbox, [(r.id, r.uid, r.state) for r in pending])
+            uids = inbox.new_uids(last_uid)
+            for start in range(0, len(uids), imap.batch_size):
+                if self.stop_requested.is_set():
+                    break
+                batch = uids[start : start + imap.batch_size]
+                last_uid = self._handle_batch(inbox, batch, last_uid, report)
+            with self.store.transaction() as conn:
+                self.store.save_progress(
+                    conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
+                )
+        return report
+
+    def _handle_batch(
+        self, inbox: ImapInbox, batch: Sequence[int], last_uid: int, report: CycleReport
+    ) -> int:
+        settled: dict[int, bool] = dict.fromkeys(batch, False)
+        moves: list[tuple[int, int, str]] = []
+        for mail in inbox.fetch(batch):
+            if self.stop_requested.is_set():
+                break
+            outcome = self._handle_mail(mail, inbox.uidvalidity)
+            if outcome is None:
+                continue
+            row_id, state, result = outcome
+            settled[mail.uid] = state != "failed"
+            if state in ("done", "review"):
+                moves.append((row_id, mail.uid, state))
+            if result is not None:
+                report.mails.append(result)
+        self._move(inbox, moves)
+        # Advance only over a gap-free run of settled UIDs: a mail that failed (or that the
+        # server did not return) is fetched again next cycle.
+        for uid in batch:
+            if not settled[uid]:
+                break
+            last_uid = uid
+        return last_uid
+
+    def _move(self, inbox: ImapInbox, rows: Iterable[tuple[int, int, str]]) -> None:
+        by_state: dict[str, list[tuple[int, int]]] = {"done": [], "review": []}
+        for row_id, uid, state in rows:
+            by_state[state].append((row_id, uid))
+        targets = {
+            "done": self.config.imap.processed_folder,
+            "review": self.config.imap.review_folder,
+        }
+        for state, items in by_state.items():
+            if not items:
+                continue
+            uids = [uid for _, uid in items]
+            if state == "done":
+                inbox.mark_seen(uids)  # ours and answered: read; review mail stays unread
+            inbox.move(uids, targets[state])
+            with self.store.transaction() as conn:
+                self.store.mark_moved(conn, [row_id for row_id, _ in items], self.clock())
+
+    # --- one mail -----------------------------------------------------------------------
+
+    def _handle_mail(
+        self, mail: FetchedMail, uidvalidity: int
+    ) -> tuple[int, str, MailResult | None] | None:
+        """Returns (row id, state, result) or None when the mail was settled before."""
+        folder = self.config.imap.folder
+        with self.store.transaction() as conn:
+            row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+        if row is not None and row.state != "failed":
+            return (row.id, row.state, None) if not row.moved and row.state != "ignored" else None
+        parsed = parse_mail(
+            mail.raw,
+            default_event=self.config.current_event.number,
+            known_events=[e.number for e in self.config.events],
+        )
+        key = dedupe_key(parsed.headers.message_id, mail.raw)
+        if row is None:
+            with self.store.transaction() as conn:
+                twin = self.store.message_by_key(conn, key)
+                if twin is not None:
+                    return self._known_elsewhere(conn, twin, mail, uidvalidity)
+        try:
+            with self.store.transaction() as conn:
+                row_id, decision = self._settle(conn, mail, uidvalidity, key, parsed, row)
+        except Exception as exc:  # the one place a failing mail is caught
+            return self._record_failure(mail, uidvalidity, key, parsed, row, exc)
+        state = STATE_OF_ROUTE[decision.route]
+        result = self._result(mail, parsed, state, decision.summary)
+        log.info(
+            "mail uid=%s id=%s arrival=%s intent=%s -> %s: %s",
+            mail.uid,
+            parsed.headers.message_id,
+            mail.arrival.isoformat(),
+            parsed.intent.value,
+            state,
+            decision.summary,
+        )
+        return row_id, state, result
+
+    def _settle(
+        self,
+        conn: Connection,
+        mail: FetchedMail,
+        uidvalidity: int,
+        key: str,
+        parsed: ParsedMail,
+        row: Any,
+    ) -> tuple[int, Decision]:
+        """Decide and write everything for one mail in the caller's single transaction."""
+        now = self.clock()
+        states = self.store.event_states(conn, self.config)
+        decision = decide(parsed, mail.arrival, self.config, states)
+        values = {
+            "message_id": parsed.headers.message_id,
+            "arrival": mail.arrival,
+            "sender": parsed.headers.from_address,
+            "subject": parsed.headers.subject[:2000],
+            "intent": parsed.intent.value,
+            "language": parsed.language,
+            "state": STATE_OF_ROUTE[decision.route],
+            "outcome": decision.summary,
+            "reason": decision.reason,
+            "parsed_json": parsed_to_json(parsed),
+            "error": None,
+        }
+        if row is None:
+            row_id = self.store.record_message(
+                conn,
+                now,
+                folder=self.config.imap.folder,
+                uidvalidity=uidvalidity,
+                uid=mail.uid,
+                dedupe_key=key,
+                **values,
+            )
+        else:
+            row_id = row.id
+            self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
+        self.store.apply_decision(conn, decision, parsed, states, row_id, now)
+        request = reply_for(decision, parsed, self.config)
+        if request is not None:
+            self._enqueue(conn, f"reply:{row_id}", row_id, f"reply:{decision.reply}", request)
+        self._enqueue_promotions(conn, decision.promotions, states, row_id)
+        return row_id, decision
+
+    def _record_failure(
+        self,
+        mail: FetchedMail,
+        uidvalidity: int,
+        key: str,
+        parsed: ParsedMail,
+        row: Any,
+        exc: Exception,
+    ) -> tuple[int, str, MailResult]:
+        attempts = (row.attempts if row is not None else 0) + 1
+        quarantine = attempts >= self.config.mailbot.max_attempts
+        state = "review" if quarantine else "failed"
+        error = f"{exc.__class__.__name__}: {exc}"[:2000]
+        reason = f"failed {attempts} times, last: {error}" if quarantine else error
+        now = self.clock()
+        with self.store.transaction() as conn:
+            if row is None:
+                row_id = self.store.record_message(
+                    conn,
+                    now,
+                    folder=self.config.imap.folder,
+                    uidvalidity=uidvalidity,
+                    uid=mail.uid,
+                    dedupe_key=key,
+                    message_id=parsed.headers.message_id,
+                    arrival=mail.arrival,
+                    sender=parsed.headers.from_address,
+                    subject=parsed.headers.subject[:2000],
+                    intent=parsed.intent.value,
+                    state=state,
+                    reason=reason,
+                    error=error,
+                    attempts=attempts,
+                )
+            else:
+                row_id = row.id
+                self.store.update_message(
+                    conn, row_id, now, state=state, reason=reason, error=error, attempts=attempts
+                )
+        log.error(
+            "mail uid=%s id=%s failed (attempt %d of %d): %s",
+            mail.uid,
+            parsed.headers.message_id,
+            attempts,
+            self.config.mailbot.max_attempts,
+            error,
+            exc_info=exc if not quarantine else None,
+        )
+        return row_id, state, self._result(mail, parsed, state, reason)
+
+    def _known_elsewhere(
+        self, conn: Connection, twin: Any, mail: FetchedMail, uidvalidity: int
+    ) -> tuple[int, str, MailResult | None] | None:
+        """The same mail seen before under another UID (UIDVALIDITY change or a second copy)."""
+        now = self.clock()
+        if twin.uidvalidity != uidvalidity or twin.folder != self.config.imap.folder:
+            self.store.relocate_message(
+                conn, twin.id, self.config.imap.folder, uidvalidity, mail.uid, now
+            )
+            log.info(
+                "mail uid=%s id=%s already handled before the rescan", mail.uid, twin.message_id
+            )
+            if twin.state in ("done", "review"):
+                return twin.id, twin.state, None
+            return twin.id, "ignored", None
+        row_id = self.store.record_message(
+            conn,
+            now,
+            folder=self.config.imap.folder,
+            uidvalidity=uidvalidity,
+            uid=mail.uid,
+            dedupe_key=f"{twin.dedupe_key}#{uidvalidity}:{mail.uid}",
+            message_id=twin.message_id,
+            arrival=mail.arrival,
+            sender=twin.sender,
+            subject=twin.subject,
+            intent=twin.intent,
+            state="done",
+            outcome=f"second copy of mail uid {twin.uid}",
+            reason="duplicate delivery",
+        )
+        log.info(
+            "mail uid=%s id=%s is a second copy of uid %s: no new answer",
+            mail.uid,
+            twin.message_id,
+            twin.uid,
+        )
+        return row_id, "done", None
+
+    # --- promotions and replies ---------------------------------------------------------
+
+    def _promote_free_seats(self, conn: Connection) -> int:
+        """A raised capacity (or a seat freed by an admin) promotes people at the next cycle."""
+        states = self.store.event_states(conn, self.config)
+        promotions = promote_waiting(states)
+        now = self.clock()
+        for promotion in promotions:
+            self.store.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
+        self._enqueue_promotions(conn, promotions, states, None)
+        return len(promotions)
+
+    def _enqueue_promotions(
+        self,
+        conn: Connection,
+        promotions: list[Promotion],
+        states: dict[str, EventState],
+        row_id: int | None,
+    ) -> None:
+        for promotion in promotions:
+            person = self.store.participant(conn, promotion.email)
+            seat = states[promotion.event_id].seats[promotion.email]
+            request = promotion_request(
+                person.name if person else None,
+                promotion.email,
+                promotion.event_id,
+                person.language if person else self.config.mailbot.default_language,
+            )
+            key = f"promote:{promotion.event_id}:{promotion.email}:{seat.arrival.isoformat()}"
+            self._enqueue(conn, key, row_id, "promotion", request)
+            log.info(
+                "promoted %s for %s from the waiting list", promotion.email, promotion.event_id
+            )
+
+    def _enqueue(
+        self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
+    ) -> None:
+        now = self.clock()
+        message = build_message(request, self.config, now)
+        self.store.enqueue(
+            conn,
+            key=key,
+            message_row=row_id,
+            purpose=purpose,
+            recipients=[address for _, address in request.recipients],
+            message_id=str(message["Message-ID"]),
+            raw=message.as_bytes(policy=policy.SMTP),
+            now=now,
+        )
+
+    @staticmethod
+    def _result(mail: FetchedMail, parsed: ParsedMail, state: str, outcome: str) -> MailResult:
+        return MailResult(
+            uid=mail.uid,
+            message_id=parsed.headers.message_id,
+            arrival=mail.arrival,
+            sender=parsed.headers.from_address,
+            subject=parsed.headers.subject,
+            intent=parsed.intent.value,
+            state=state,
+            outcome=outcome,
+        )
+
+
+def dedupe_key(message_id: str | None, raw: bytes) -> str:
+    """Message-ID where there is one (survives a UIDVALIDITY change), else a hash of the bytes."""
+    if message_id:
+        return f"mid:{message_id[:480]}"
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"

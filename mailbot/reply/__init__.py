@@ -1,0 +1,1 @@
+"""Compose and render replies from templates (pure)."""

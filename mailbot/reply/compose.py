@@ -1,0 +1,91 @@
+"""Turn a decision into reply requests: who gets which mail. Pure, like the rules.
+
+One mail in, at most one reply out (listing every person's outcome), plus one mail for each
+person promoted from a waiting list.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from mailbot.config import Config
+from mailbot.decide.rules import Decision, Outcome, ReplyKind
+from mailbot.models import ParsedMail
+from mailbot.reply.render import ReplyItem, ReplyRequest
+
+_NO_REPLY_LOCALPARTS = (
+    "noreply",
+    "no-reply",
+    "no_reply",
+    "donotreply",
+    "do-not-reply",
+    "mailer-daemon",
+    "postmaster",
+)
+
+
+def reply_for(decision: Decision, parsed: ParsedMail, config: Config) -> ReplyRequest | None:
+    """The reply to the sender (and to the people the mail registered), or None for silence."""
+    if decision.reply is None:
+        return None
+    recipients = _recipients(decision, parsed, config)
+    if not recipients:
+        return None
+    return ReplyRequest(
+        kind=decision.reply,
+        language=parsed.language,
+        recipients=recipients,
+        original_subject=parsed.headers.subject,
+        in_reply_to=parsed.headers.message_id,
+        references=parsed.headers.references,
+        greeting_name=_greeting_name(parsed),
+        items=[
+            ReplyItem(o.participant.name, o.participant.email, o.event_id, o.outcome, o.position)
+            for o in decision.outcomes
+        ],
+        missing=list(decision.missing),
+    )
+
+
+def promotion_request(name: str | None, email: str, event_id: str, language: str) -> ReplyRequest:
+    return ReplyRequest(
+        kind=ReplyKind.OUTCOMES,
+        language=language,
+        recipients=[(name, email)],
+        original_subject="",
+        greeting_name=name,
+        items=[ReplyItem(name, email, event_id, Outcome.PROMOTED)],
+    )
+
+
+def _recipients(
+    decision: Decision, parsed: ParsedMail, config: Config
+) -> list[tuple[str | None, str]]:
+    found: dict[str, str | None] = {}
+    sender = (parsed.headers.from_address or "").lower()
+    if sender:
+        found[sender] = parsed.headers.from_name
+    for outcome in decision.outcomes:
+        found.setdefault(outcome.participant.email, outcome.participant.name)
+    return [(name, address) for address, name in found.items() if _answerable(address, config)]
+
+
+def _answerable(address: str, config: Config) -> bool:
+    _, addr = parseaddr(address)
+    if "@" not in addr or addr != address or addr in config.own_addresses:
+        return False
+    local = addr.split("@", 1)[0]
+    return not (
+        local in _NO_REPLY_LOCALPARTS or local.endswith("-request") or local.startswith("owner-")
+    )
+
+
+def _greeting_name(parsed: ParsedMail) -> str | None:
+    """A parsed name, never the raw display name ("Oberdieck, Henning" greets badly)."""
+    sender = (parsed.headers.from_address or "").lower()
+    for person in parsed.participants:
+        if person.email == sender and person.name:
+            return person.name
+    if len(parsed.participants) == 1 and parsed.participants[0].name:
+        return parsed.participants[0].name
+    return None

@@ -1,0 +1,1 @@
+"""Deliver the outbox over SMTP (adapter)."""

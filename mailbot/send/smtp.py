@@ -1,0 +1,155 @@
+"""Send the outbox over SMTP with aiosmtplib: at least once, marked sent exactly once.
+
+A reply is marked sent only after the server accepted it, in its own small transaction. A crash
+between the two can make one reply go out twice — with the same Message-ID, since the bytes
+come from the outbox — but never lose it. Temporary failures (4xx, network) back off and retry;
+permanent ones (5xx) are kept as failed for the organiser to see.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosmtplib
+
+from mailbot.config import SmtpSettings
+from mailbot.store.db import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(hours=2)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min … capped at two hours: fast recovery, no hammering of a sick server."""
+    return min(BASE_DELAY * (2 ** max(0, attempts)), MAX_DELAY)
+
+
+def smtp_client(
+    settings: SmtpSettings, ssl_context: ssl.SSLContext | None = None
+) -> aiosmtplib.SMTP:
+    context = ssl_context or ssl.create_default_context()
+    return aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        use_tls=settings.security == "ssl",
+        start_tls=settings.security == "starttls",
+        tls_context=context if settings.security != "none" else None,
+        username=settings.username,
+        password=settings.password,
+        timeout=settings.timeout_seconds,
+    )
+
+
+async def send_outbox(
+    store: Store,
+    settings: SmtpSettings,
+    envelope_from: str,
+    now: Callable[[], datetime],
+    ssl_context: ssl.SSLContext | None = None,
+) -> SendReport:
+    """Send every due reply over one SMTP connection (opened only when there is work)."""
+    report = SendReport()
+    with store.transaction() as conn:
+        due = store.due_outbox(conn, now())
+    if not due:
+        return report
+    client = smtp_client(settings, ssl_context)
+    try:
+        await client.connect()
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        error = _safe(exc, settings.password)
+        log.warning(
+            "SMTP %s:%s unreachable: %s; %d replies wait",
+            settings.host,
+            settings.port,
+            error,
+            len(due),
+        )
+        for item in due:
+            _retry_or_fail(store, item, now(), f"connect: {error}", report)
+        return report
+    try:
+        for item in due:
+            await _send_one(client, store, item, envelope_from, now, report, settings.password)
+    finally:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
+    return report
+
+
+async def _send_one(
+    client: aiosmtplib.SMTP,
+    store: Store,
+    item: OutboxItem,
+    envelope_from: str,
+    now: Callable[[], datetime],
+    report: SendReport,
+    password: str | None,
+) -> None:
+    try:
+        if not client.is_connected:
+            await client.connect()
+        await client.sendmail(envelope_from, item.recipients, item.raw)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [r.code for r in exc.recipients]
+        if all(c >= 500 for c in codes):
+            _fail(store, item, now(), f"recipients refused: {exc}", report)
+        else:
+            _retry_or_fail(store, item, now(), f"recipients refused: {exc}", report)
+        return
+    except aiosmtplib.SMTPResponseException as exc:
+        if exc.code >= 500:
+            _fail(store, item, now(), f"{exc.code} {exc.message}", report)
+        else:
+            _retry_or_fail(store, item, now(), f"{exc.code} {exc.message}", report)
+        return
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        _retry_or_fail(store, item, now(), _safe(exc, password), report)
+        return
+    with store.transaction() as conn:
+        store.mark_sent(conn, item.id, now())
+    report.sent += 1
+    log.info("sent %s to %s", item.message_id, ", ".join(item.recipients))
+
+
+def _retry_or_fail(
+    store: Store, item: OutboxItem, at: datetime, error: str, report: SendReport
+) -> None:
+    if item.attempts + 1 >= MAX_ATTEMPTS:
+        _fail(store, item, at, f"gave up after {MAX_ATTEMPTS} attempts: {error}", report)
+        return
+    delay = backoff(item.attempts)
+    with store.transaction() as conn:
+        store.mark_retry(conn, item.id, at, delay, error)
+    report.retried += 1
+    log.warning(
+        "reply %s not sent (%s); retry in %ss", item.message_id, error, int(delay.total_seconds())
+    )
+
+
+def _fail(store: Store, item: OutboxItem, at: datetime, error: str, report: SendReport) -> None:
+    with store.transaction() as conn:
+        store.mark_failed(conn, item.id, at, error)
+    report.failed += 1
+    log.error("reply %s failed permanently: %s", item.message_id, error)
+
+
+def _safe(exc: BaseException, secret: str | None) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,1 @@
+"""Persist messages, registrations and the outbox (SQLAlchemy Core)."""

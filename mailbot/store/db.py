@@ -1,0 +1,380 @@
+"""The database adapter: connections, the per-mail transaction, and the queries the worker needs.
+
+All writes for one mail — its outcome, the registrations it changes and its reply in the
+outbox — happen in one transaction, so a crash leaves either all of them or none.
+On SQLite every write transaction starts with BEGIN IMMEDIATE: a second worker on the same
+file waits for the lock instead of both reading the same free seat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from mailbot.config import Config
+from mailbot.decide.rules import Decision, EventState, Seat, Status
+from mailbot.models import ParsedMail, Participant
+from mailbot.store.schema import (
+    mailbox_state,
+    messages,
+    metadata,
+    outbox,
+    participants,
+    registrations,
+)
+
+
+@dataclass(frozen=True)
+class MailboxProgress:
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    recipients: list[str]
+    raw: bytes
+    attempts: int
+    message_id: str
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite made safe for a worker: WAL, a busy timeout, immediate write locks."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    """Thin wrapper around the engine; every method takes the connection of the caller's transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- mailbox progress -------------------------------------------------------------
+
+    def progress(self, conn: Connection, folder: str) -> MailboxProgress | None:
+        row = conn.execute(select(mailbox_state).where(mailbox_state.c.folder == folder)).first()
+        return MailboxProgress(row.uidvalidity, row.last_uid) if row else None
+
+    def save_progress(
+        self, conn: Connection, folder: str, uidvalidity: int, last_uid: int, now: datetime
+    ) -> None:
+        values = {"uidvalidity": uidvalidity, "last_uid": last_uid, "last_poll_at": now}
+        done = conn.execute(
+            update(mailbox_state).where(mailbox_state.c.folder == folder).values(**values)
+        )
+        if done.rowcount == 0:
+            conn.execute(insert(mailbox_state).values(folder=folder, **values))
+
+    # --- messages -----------------------------------------------------------------------
+
+    def message_by_uid(
+        self, conn: Connection, folder: str, uidvalidity: int, uid: int
+    ) -> Row[Any] | None:
+        return conn.execute(
+            select(messages).where(
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+                messages.c.uid == uid,
+            )
+        ).first()
+
+    def message_by_key(self, conn: Connection, dedupe_key: str) -> Row[Any] | None:
+        return conn.execute(select(messages).where(messages.c.dedupe_key == dedupe_key)).first()
+
+    def relocate_message(
+        self, conn: Connection, row_id: int, folder: str, uidvalidity: int, uid: int, now: datetime
+    ) -> None:
+        """After a UIDVALIDITY change the same mail has a new UID: remember where it is now."""
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == row_id)
+            .values(folder=folder, uidvalidity=uidvalidity, uid=uid, updated_at=now)
+        )
+
+    def record_message(self, conn: Connection, now: datetime, **values: Any) -> int:
+        values.setdefault("attempts", 1)
+        result = conn.execute(
+            insert(messages).values(created_at=now, updated_at=now, moved=False, **values)
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def update_message(self, conn: Connection, row_id: int, now: datetime, **values: Any) -> None:
+        conn.execute(
+            update(messages).where(messages.c.id == row_id).values(updated_at=now, **values)
+        )
+
+    def pending_moves(self, conn: Connection, folder: str, uidvalidity: int) -> list[Row[Any]]:
+        """Mail whose outcome is committed but which a crash left in the inbox."""
+        return list(
+            conn.execute(
+                select(messages.c.id, messages.c.uid, messages.c.state).where(
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.moved.is_(False),
+                    messages.c.state.in_(("done", "review")),
+                )
+            )
+        )
+
+    def mark_moved(self, conn: Connection, row_ids: list[int], now: datetime) -> None:
+        if row_ids:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(row_ids))
+                .values(moved=True, updated_at=now)
+            )
+
+    # --- registrations ------------------------------------------------------------------
+
+    def event_states(self, conn: Connection, config: Config) -> dict[str, EventState]:
+        states = {e.id: EventState(e) for e in config.events}
+        rows = conn.execute(
+            select(
+                participants.c.email,
+                registrations.c.event_id,
+                registrations.c.status,
+                registrations.c.arrival,
+            ).join(participants, participants.c.id == registrations.c.participant_id)
+        )
+        for row in rows:
+            if row.event_id in states:
+                states[row.event_id].seats[row.email] = Seat(
+                    row.email, Status(row.status), row.arrival
+                )
+        return states
+
+    def upsert_participant(
+        self, conn: Connection, person: Participant, language: str, now: datetime
+    ) -> int:
+        row = conn.execute(
+            select(participants.c.id, participants.c.name, participants.c.organisation).where(
+                participants.c.email == person.email
+            )
+        ).first()
+        if row is None:
+            result = conn.execute(
+                insert(participants).values(
+                    email=person.email,
+                    name=person.name,
+                    organisation=person.organisation,
+                    language=language,
+                    created_at=now,
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        changes = {
+            "name": person.name or row.name,
+            "organisation": person.organisation or row.organisation,
+            "language": language,
+        }
+        conn.execute(update(participants).where(participants.c.id == row.id).values(**changes))
+        return int(row.id)
+
+    def apply_decision(
+        self,
+        conn: Connection,
+        decision: Decision,
+        parsed: ParsedMail,
+        states: dict[str, EventState],
+        message_row: int,
+        now: datetime,
+    ) -> None:
+        """Write the statuses the rules chose, and the person's details from the mail."""
+        for outcome in decision.outcomes:
+            if outcome.status is None:
+                continue
+            person_id = self.upsert_participant(conn, outcome.participant, parsed.language, now)
+            seat = states[outcome.event_id].seats[outcome.participant.email]
+            details = {
+                "lunch": parsed.lunch,
+                "role": parsed.role.value if parsed.role else None,
+                "notes": parsed.notes,
+            }
+            details = {k: v for k, v in details.items() if v is not None}
+            self._write_registration(
+                conn, person_id, outcome.event_id, seat, message_row, now, details
+            )
+        for promotion in decision.promotions:
+            self.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
+
+    def _write_registration(
+        self,
+        conn: Connection,
+        person_id: int,
+        event_id: str,
+        seat: Seat,
+        message_row: int | None,
+        now: datetime,
+        details: dict[str, Any],
+    ) -> None:
+        where = (registrations.c.participant_id == person_id) & (
+            registrations.c.event_id == event_id
+        )
+        existing = conn.execute(select(registrations.c.id).where(where)).first()
+        values = {
+            "status": seat.status.value,
+            "arrival": seat.arrival,
+            "updated_at": now,
+            **details,
+        }
+        if existing is None:
+            conn.execute(
+                insert(registrations).values(
+                    participant_id=person_id, event_id=event_id, message_row=message_row, **values
+                )
+            )
+        else:
+            if message_row is not None:
+                values["message_row"] = message_row
+            conn.execute(update(registrations).where(where).values(**values))
+
+    def set_status(
+        self, conn: Connection, email: str, event_id: str, status: Status, now: datetime
+    ) -> None:
+        person = select(participants.c.id).where(participants.c.email == email).scalar_subquery()
+        conn.execute(
+            update(registrations)
+            .where(registrations.c.participant_id == person, registrations.c.event_id == event_id)
+            .values(status=status.value, updated_at=now)
+        )
+
+    def participant(self, conn: Connection, email: str) -> Row[Any] | None:
+        return conn.execute(select(participants).where(participants.c.email == email)).first()
+
+    def registration_row(self, conn: Connection, email: str, event_id: str) -> Row[Any] | None:
+        return conn.execute(
+            select(registrations)
+            .join(participants, participants.c.id == registrations.c.participant_id)
+            .where(participants.c.email == email, registrations.c.event_id == event_id)
+        ).first()
+
+    def counts(self, conn: Connection) -> dict[tuple[str, str], int]:
+        rows = conn.execute(
+            select(registrations.c.event_id, registrations.c.status, func.count()).group_by(
+                registrations.c.event_id, registrations.c.status
+            )
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # --- outbox -------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        conn: Connection,
+        *,
+        key: str,
+        message_row: int | None,
+        purpose: str,
+        recipients: list[str],
+        message_id: str,
+        raw: bytes,
+        now: datetime,
+    ) -> bool:
+        """Queue a reply unless one with the same key exists; True when it was queued."""
+        if conn.execute(select(outbox.c.id).where(outbox.c.key == key)).first() is not None:
+            return False
+        conn.execute(
+            insert(outbox).values(
+                key=key,
+                message_row=message_row,
+                purpose=purpose,
+                recipients=json.dumps(recipients),
+                message_id=message_id,
+                raw=raw,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+        return True
+
+    def due_outbox(self, conn: Connection, now: datetime, limit: int = 500) -> list[OutboxItem]:
+        rows = conn.execute(
+            select(
+                outbox.c.id,
+                outbox.c.recipients,
+                outbox.c.raw,
+                outbox.c.attempts,
+                outbox.c.message_id,
+            )
+            .where(
+                outbox.c.sent_at.is_(None),
+                outbox.c.failed_at.is_(None),
+                outbox.c.next_attempt_at <= now,
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        return [
+            OutboxItem(r.id, json.loads(r.recipients), r.raw, r.attempts, r.message_id)
+            for r in rows
+        ]
+
+    def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == item_id, outbox.c.sent_at.is_(None))
+            .values(sent_at=now, attempts=outbox.c.attempts + 1, last_error=None)
+        )
+
+    def mark_retry(
+        self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str
+    ) -> None:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == item_id)
+            .values(attempts=outbox.c.attempts + 1, next_attempt_at=now + delay, last_error=error)
+        )
+
+    def mark_failed(self, conn: Connection, item_id: int, now: datetime, error: str) -> None:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == item_id)
+            .values(attempts=outbox.c.attempts + 1, failed_at=now, last_error=error)
+        )
+
+    def outbox_backlog(self, conn: Connection) -> int:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(outbox)
+                .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+            ).scalar_one()
+        )
+
+
+def parsed_to_json(parsed: ParsedMail) -> str:
+    return parsed.model_dump_json()

@@ -1,0 +1,134 @@
+"""The database tables, in SQLAlchemy Core, so SQLite (default) and PostgreSQL share one schema.
+
+Times are stored as UTC (`UtcDateTime`): SQLite has no time zone type, and a deadline
+compared against a naive local time is exactly the bug this project must not have.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; naive values are refused."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+# Where we are in each mailbox: UIDs are only meaningful together with UIDVALIDITY.
+mailbox_state = Table(
+    "mailbox_state",
+    metadata,
+    Column("folder", String(255), primary_key=True),
+    Column("uidvalidity", Integer, nullable=False),
+    Column("last_uid", Integer, nullable=False, default=0),
+    Column("last_poll_at", UtcDateTime),
+)
+
+# Every mail we have looked at, with what we made of it. One row per mail, ever.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("folder", String(255), nullable=False),
+    Column("uidvalidity", Integer, nullable=False),
+    Column("uid", Integer, nullable=False),
+    Column("dedupe_key", String(512), nullable=False, unique=True),
+    Column("message_id", String(998)),
+    Column("arrival", UtcDateTime, nullable=False),
+    Column("sender", String(320)),
+    Column("subject", Text),
+    Column("intent", String(20)),
+    Column("language", String(5)),
+    # done: handled and answered (or rightly not answered); review: a human must look;
+    # ignored: not about the events, left in the inbox; failed: an error, will be retried.
+    Column("state", String(20), nullable=False),
+    Column("outcome", Text),
+    Column("reason", Text),
+    Column("parsed_json", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("moved", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("folder", "uidvalidity", "uid", name="uq_messages_uid"),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(255)),
+    Column("organisation", String(255)),
+    Column("language", String(5), nullable=False, default="de"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One row per person and event. Status: confirmed, waitlisted, cancelled, late.
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("participant_id", ForeignKey("participants.id"), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    # Queue order: the arrival time of the mail that put the person on the list.
+    Column("arrival", UtcDateTime, nullable=False),
+    Column("lunch", Boolean),
+    Column("role", String(20)),
+    Column("notes", Text),
+    Column("message_row", ForeignKey("messages.id")),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("participant_id", "event_id", name="uq_registration"),
+)
+Index("ix_registrations_event_status", registrations.c.event_id, registrations.c.status)
+
+# Replies waiting to be sent. `key` makes "one reply per mail and purpose" a database fact.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("message_row", ForeignKey("messages.id")),
+    Column("purpose", String(40), nullable=False),
+    Column("recipients", Text, nullable=False),
+    Column("message_id", String(998), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Column("failed_at", UtcDateTime),
+    Column("last_error", Text),
+)
+Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt_at)
