@@ -1,0 +1,68 @@
+"""Small builders shared by the tests: a config for given servers, and mails as bytes."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+from mailbot.config import Config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+ORGANISER = "anmeldung@ils-forschung.example"
+
+
+def shipped_config_data() -> dict[str, Any]:
+    return tomllib.loads((REPO / "config.toml").read_text(encoding="utf-8"))
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    imap_port: int = 143,
+    smtp_port: int = 25,
+    password: str = "secret",
+    capacity: int | None = None,
+    **mailbot: Any,
+) -> Config:
+    """The shipped config pointed at test servers and a database in tmp_path."""
+    data = shipped_config_data()
+    data["imap"].update(
+        host="127.0.0.1",
+        port=imap_port,
+        security="none",
+        username=ORGANISER,
+        password=password,
+        timeout_seconds=10,
+    )
+    data["smtp"].update(host="127.0.0.1", port=smtp_port, security="none", timeout_seconds=10)
+    data["database"] = {"url": f"sqlite:///{tmp_path / 'mailbot.sqlite3'}"}
+    data["mailbot"].update(templates=str(REPO / "templates"), **mailbot)
+    if capacity is not None:
+        for event in data["events"]:
+            event["capacity"] = capacity
+    return parse_config(data, tmp_path / "config.toml")
+
+
+def mail(
+    body: str,
+    *,
+    sender: str = "Erika Mustermann <erika.mustermann@example.org>",
+    subject: str = "Anmeldung 2. Werkstatt",
+    date: datetime | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ORGANISER
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="example.org")
+    if date is not None:
+        message["Date"] = format_datetime(date)
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message.as_bytes()

@@ -1,0 +1,299 @@
+"""The whole way of a mail on real servers: Dovecot in, mailbot, aiosmtpd out.
+
+Mails are APPENDed with chosen INTERNALDATEs, one cycle runs, and the tests look at what the
+SMTP server received, what the database says and where the mails are in the IMAP folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from helpers import REPO, mail, make_config
+from servers import Dovecot, SmtpSink
+from sqlalchemy import select
+
+from mailbot.config import Config
+from mailbot.pipeline import CycleReport, Pipeline
+from mailbot.store.db import Store
+from mailbot.store.schema import messages, outbox, participants, registrations
+
+BERLIN = ZoneInfo("Europe/Berlin")
+JAN = datetime(2018, 1, 10, 9, 0, tzinfo=BERLIN)
+
+
+def form(name: str, address: str, organisation: str = "Stadt Dortmund") -> str:
+    return (
+        "Sehr geehrte Damen und Herren,\n\nhiermit melde ich mich verbindlich zur 2. Werkstatt "
+        f"am 22. Februar 2018 an.\n\nName: {name}\nOrganisation: {organisation}\n"
+        f"E-Mail: {address}\nMittagsimbiss: ja\n\nMit freundlichen Grüßen\n{name}\n"
+    )
+
+
+def register(dovecot: Dovecot, name: str, address: str, when: datetime, **kw: object) -> bytes:
+    raw = mail(form(name, address), sender=f"{name} <{address}>", date=when, **kw)  # type: ignore[arg-type]
+    dovecot.append(raw, when)
+    return raw
+
+
+def run_cycle(config: Config) -> CycleReport:
+    store = Store(config.database.url)
+    try:
+        return asyncio.run(Pipeline(config, store).cycle())
+    finally:
+        store.close()
+
+
+def db_rows(config: Config, table, *where):  # type: ignore[no-untyped-def]
+    store = Store(config.database.url)
+    with store.transaction() as conn:
+        rows = conn.execute(select(table).where(*where)).all()
+    store.close()
+    return rows
+
+
+def statuses(config: Config, event_id: str = "werkstatt-2") -> dict[str, str]:
+    store = Store(config.database.url)
+    with store.transaction() as conn:
+        rows = conn.execute(
+            select(participants.c.email, registrations.c.status)
+            .join(participants, participants.c.id == registrations.c.participant_id)
+            .where(registrations.c.event_id == event_id)
+        ).all()
+    store.close()
+    return {r.email: r.status for r in rows}
+
+
+@pytest.fixture
+def config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Config:
+    return make_config(
+        tmp_path,
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        capacity=2,
+    )
+
+
+def test_registration_season(config: Config, dovecot: Dovecot, smtp_sink: SmtpSink) -> None:
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    first = register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    register(dovecot, "Clara Claussen", "clara.claussen@example.org", JAN + timedelta(hours=2))
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN + timedelta(hours=3))  # duplicate
+    dovecot.append(
+        mail(
+            "Ich bin bis zum 20. Januar nicht im Büro.",
+            sender="Dora Dietz <dora@example.org>",
+            subject="Automatische Antwort: Einladung",
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+        JAN + timedelta(hours=4),
+    )
+    dovecot.append(
+        mail(
+            "Unser Newsletter für Januar: zehn Tipps für den Garten.",
+            sender="Gartenfreunde <news@garten.example.net>",
+            subject="Newsletter Januar",
+            headers={"List-Id": "<news.garten.example.net>", "Precedence": "bulk"},
+        ),
+        JAN + timedelta(hours=5),
+    )
+    register(dovecot, "Egon Ebert", "egon.ebert@example.org", deadline)  # last second: on time
+    dovecot.append(
+        mail(
+            "Hiermit melde ich mich von der 2. Werkstatt ab, leider bin ich verhindert.\n\n"
+            "Anna Arndt",
+            sender="Anna Arndt <anna.arndt@example.org>",
+            subject="Abmeldung",
+        ),
+        deadline - timedelta(hours=1),
+    )
+    register(dovecot, "Frieda Fink", "frieda.fink@example.org", deadline + timedelta(seconds=1))
+
+    report = run_cycle(config)
+
+    assert len(report.mails) == 9
+    assert statuses(config) == {
+        "anna.arndt@example.org": "cancelled",
+        "bernd.brandt@example.org": "confirmed",
+        "clara.claussen@example.org": "confirmed",  # promoted when Anna cancelled
+        "egon.ebert@example.org": "waitlisted",
+        "frieda.fink@example.org": "late",
+    }
+
+    sent = smtp_sink.messages()
+    by_rcpt: dict[str, list[str]] = {}
+    for item, message in zip(smtp_sink.received, sent, strict=True):
+        assert item.mail_from == config.organiser.address
+        for rcpt in item.rcpt_tos:
+            by_rcpt.setdefault(rcpt, []).append(message.get_content())
+        assert message["Auto-Submitted"] == "auto-replied"
+        assert message["Message-ID"].endswith("@ils-forschung.example>")
+        assert message["From"].addresses[0].addr_spec == config.organiser.address
+    # Nobody else's address, no answer to the auto-reply or the newsletter.
+    assert set(by_rcpt) == {
+        "anna.arndt@example.org",
+        "bernd.brandt@example.org",
+        "clara.claussen@example.org",
+        "egon.ebert@example.org",
+        "frieda.fink@example.org",
+    }
+    anna = by_rcpt["anna.arndt@example.org"]
+    assert len(anna) == 3  # confirmation, "already registered", cancellation received
+    assert "verbindlich angemeldet" in anna[0] and "Donnerstag, 22. Februar 2018" in anna[0]
+    assert "bereits angemeldet" in anna[1]
+    assert "Abmeldung" in anna[2]
+    clara = by_rcpt["clara.claussen@example.org"]
+    assert "Warteliste auf Platz 1" in clara[0] and "nachgerückt" in clara[1]
+    assert "Warteliste auf Platz 1" in by_rcpt["egon.ebert@example.org"][0]
+    assert "Anmeldeschluss" in by_rcpt["frieda.fink@example.org"][0]
+
+    threaded = next(m for m in sent if m["To"].addresses[0].addr_spec == "anna.arndt@example.org")
+    first_id = mail_id(first)
+    assert threaded["In-Reply-To"] == first_id and first_id in threaded["References"]
+    assert threaded["Subject"] == "Re: Anmeldung 2. Werkstatt"
+
+    # The newsletter stays in the inbox, unread; everything else is processed and read.
+    assert dovecot.flags("INBOX") == {6: set()}
+    processed = dovecot.flags(config.imap.processed_folder)
+    assert len(processed) == 8 and all("\\Seen" in f for f in processed.values())
+
+    # Every reply is in the outbox exactly once and marked sent.
+    rows = db_rows(config, outbox)
+    assert len(rows) == len(sent) == 8 and all(r.sent_at is not None for r in rows)
+    assert {r.state for r in db_rows(config, messages)} == {"done", "ignored"}
+
+
+def mail_id(raw: bytes) -> str:
+    import email
+    from email import policy
+
+    return str(email.message_from_bytes(raw, policy=policy.default)["Message-ID"])
+
+
+def test_second_cycle_answers_nothing_twice(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    run_cycle(config)
+    assert len(smtp_sink.received) == 1
+    report = run_cycle(config)
+    assert report.mails == [] and len(smtp_sink.received) == 1
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    run_cycle(config)
+    assert [r.rcpt_tos for r in smtp_sink.received] == [
+        ["anna.arndt@example.org"],
+        ["bernd.brandt@example.org"],
+    ]
+
+
+def test_question_goes_to_review_unread(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    dovecot.append(
+        mail(
+            "Guten Tag, gibt es in der Nähe des ILS einen Parkplatz?\n\nGruß\nHanna Horn",
+            sender="Hanna Horn <hanna.horn@example.org>",
+            subject="Frage zur Werkstatt",
+        ),
+        JAN,
+    )
+    run_cycle(config)
+    assert dovecot.flags(config.imap.review_folder) == {1: set()}
+    assert dovecot.folder_uids("INBOX") == []
+    assert "Frage" in smtp_sink.message().get_content()
+
+
+def test_failing_mail_is_retried_then_quarantined(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailbot.pipeline as pipeline
+
+    real_decide = pipeline.decide
+
+    def flaky(parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if parsed.headers.from_address == "poison@example.org":
+            raise RuntimeError("injected fault")
+        return real_decide(parsed, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decide", flaky)
+    register(dovecot, "Paula Poison", "poison@example.org", JAN)
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN + timedelta(hours=1))
+    run_cycle(config)
+    # The poison mail does not block the next one.
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["anna.arndt@example.org"]]
+    assert dovecot.folder_uids("INBOX") == [1]
+    for _ in range(config.mailbot.max_attempts - 1):
+        run_cycle(config)
+    assert dovecot.folder_uids("INBOX") == []
+    assert dovecot.folder_uids(config.imap.review_folder) == [1]
+    (row,) = db_rows(config, messages, messages.c.sender == "poison@example.org")
+    assert row.state == "review" and row.attempts == config.mailbot.max_attempts
+    assert "injected fault" in row.reason
+    assert len(smtp_sink.received) == 1
+
+
+def test_uidvalidity_change_processes_nothing_twice(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    dovecot.append(
+        mail(
+            "Newsletter",
+            sender="news@garten.example.net",
+            subject="News",
+            headers={"List-Id": "<x.example.net>"},
+        ),
+        JAN,
+    )
+    run_cycle(config)
+    assert dovecot.folder_uids("INBOX") == [2]
+    # Make the server forget its UIDs: a new UIDVALIDITY for the same mailbox.
+    dovecot.stop()
+    for index in dovecot.maildir.glob("dovecot*"):
+        index.unlink()
+    dovecot.start()
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    report = run_cycle(config)
+    assert [m.sender for m in report.mails] == ["bernd.brandt@example.org"]
+    assert [r.rcpt_tos for r in smtp_sink.received] == [
+        ["anna.arndt@example.org"],
+        ["bernd.brandt@example.org"],
+    ]
+    assert len(dovecot.folder_uids("INBOX")) == 1  # the newsletter, still untouched
+
+
+def test_poll_once_command(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "config.toml"
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    text = (
+        text.replace("port = 143", f"port = {dovecot.port}")
+        .replace("port = 25", f"port = {smtp_sink.port}")
+        .replace(
+            'url = "sqlite:///mailbot.sqlite3"', f'url = "sqlite:///{tmp_path / "cli.sqlite3"}"'
+        )
+        .replace('password = "change-me"', "")
+    )
+    config_file.write_text(text, encoding="utf-8")
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    env = {"MAILBOT_IMAP_PASSWORD": dovecot.password, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbot", "poll", "--once", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 mails handled" in result.stdout and "1 replies sent" in result.stdout
+    assert "intent=register" in result.stderr  # one log line per mail
+    assert dovecot.password not in result.stderr + result.stdout
+    assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]

@@ -1,0 +1,198 @@
+"""The registration rules on plain values: no server, no database, an explicit clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from helpers import make_config
+
+from mailbot.config import Config
+from mailbot.decide.rules import (
+    EventState,
+    Outcome,
+    ReplyKind,
+    Route,
+    Status,
+    decide,
+    promote_waiting,
+)
+from mailbot.models import Intent, MailHeaders, ParsedMail, Participant
+
+BERLIN = ZoneInfo("Europe/Berlin")
+BEFORE = datetime(2018, 1, 10, 9, 0, tzinfo=BERLIN)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path, capacity=2)
+
+
+def states_for(config: Config) -> dict[str, EventState]:
+    return {e.id: EventState(e) for e in config.events}
+
+
+def registration(
+    email: str,
+    *,
+    intent: Intent = Intent.REGISTER,
+    events: list[int] | None = None,
+    name: str | None = "Erika Mustermann",
+    **headers: object,
+) -> ParsedMail:
+    return ParsedMail(
+        intent=intent,
+        events=[2] if events is None else events,
+        participants=[Participant(name=name, email=email)],
+        headers=MailHeaders(from_address=email, **headers),  # type: ignore[arg-type]
+    )
+
+
+def outcomes(decision) -> list[tuple[str, Outcome]]:  # type: ignore[no-untyped-def]
+    return [(o.participant.email, o.outcome) for o in decision.outcomes]
+
+
+def test_first_come_first_served_then_waiting_list(config: Config) -> None:
+    states = states_for(config)
+    results = [
+        decide(registration(f"p{i}@example.org"), BEFORE + timedelta(minutes=i), config, states)
+        for i in range(4)
+    ]
+    assert [r.outcomes[0].outcome for r in results] == [
+        Outcome.CONFIRMED,
+        Outcome.CONFIRMED,
+        Outcome.WAITLISTED,
+        Outcome.WAITLISTED,
+    ]
+    assert [r.outcomes[0].position for r in results[2:]] == [1, 2]
+    assert states["werkstatt-2"].waitlist() == ["p2@example.org", "p3@example.org"]
+    assert all(r.route is Route.PROCESSED and r.reply is ReplyKind.OUTCOMES for r in results)
+
+
+def test_deadline_is_inclusive_and_judged_by_arrival(config: Config) -> None:
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    on_time = decide(registration("a@example.org"), deadline, config, states_for(config))
+    late = decide(
+        registration("b@example.org"), deadline + timedelta(seconds=1), config, states_for(config)
+    )
+    assert outcomes(on_time) == [("a@example.org", Outcome.CONFIRMED)]
+    assert outcomes(late) == [("b@example.org", Outcome.LATE)]
+    assert late.outcomes[0].status is Status.LATE
+    # The same instant written in another zone is the same instant.
+    utc_deadline = deadline.astimezone(ZoneInfo("UTC"))
+    assert (
+        outcomes(decide(registration("c@example.org"), utc_deadline, config, states_for(config)))[
+            0
+        ][1]
+        is Outcome.CONFIRMED
+    )
+
+
+def test_late_policy_waitlist(tmp_path: Path) -> None:
+    config = make_config(tmp_path, capacity=2, late_policy="waitlist")
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    result = decide(
+        registration("b@example.org"), deadline + timedelta(days=1), config, states_for(config)
+    )
+    assert outcomes(result) == [("b@example.org", Outcome.WAITLISTED)]
+
+
+def test_duplicate_takes_no_second_seat(config: Config) -> None:
+    states = states_for(config)
+    decide(registration("a@example.org"), BEFORE, config, states)
+    again = decide(registration("a@example.org"), BEFORE + timedelta(hours=1), config, states)
+    assert outcomes(again) == [("a@example.org", Outcome.ALREADY_REGISTERED)]
+    assert states["werkstatt-2"].confirmed() == 1
+
+
+def test_cancellation_frees_seat_and_promotes_first_waiting(config: Config) -> None:
+    states = states_for(config)
+    for i in range(4):
+        decide(registration(f"p{i}@example.org"), BEFORE + timedelta(minutes=i), config, states)
+    result = decide(
+        registration("p0@example.org", intent=Intent.CANCEL),
+        BEFORE + timedelta(days=1),
+        config,
+        states,
+    )
+    assert outcomes(result) == [("p0@example.org", Outcome.CANCELLED)]
+    assert [(p.email, p.event_id) for p in result.promotions] == [("p2@example.org", "werkstatt-2")]
+    assert states["werkstatt-2"].confirmed() == 2
+    assert states["werkstatt-2"].waitlist() == ["p3@example.org"]
+
+
+def test_cancellation_of_unknown_person_goes_to_review(config: Config) -> None:
+    result = decide(
+        registration("x@example.org", intent=Intent.CANCEL), BEFORE, config, states_for(config)
+    )
+    assert outcomes(result) == [("x@example.org", Outcome.NOT_REGISTERED)]
+    assert result.route is Route.REVIEW
+
+
+def test_raised_capacity_promotes_in_order(tmp_path: Path) -> None:
+    small = make_config(tmp_path, capacity=1)
+    states = states_for(small)
+    for i in range(3):
+        decide(registration(f"p{i}@example.org"), BEFORE + timedelta(minutes=i), small, states)
+    bigger = make_config(tmp_path, capacity=2)
+    raised = {k: EventState(bigger.event_by_id(k), v.seats) for k, v in states.items()}  # type: ignore[arg-type]
+    assert [p.email for p in promote_waiting(raised)] == ["p1@example.org"]
+    assert raised["werkstatt-2"].waitlist() == ["p2@example.org"]
+
+
+def test_several_events_and_people_in_one_mail(config: Config) -> None:
+    parsed = ParsedMail(
+        intent=Intent.REGISTER,
+        events=[2, 3],
+        participants=[
+            Participant(name="A B", email="a@example.org"),
+            Participant(name="C D", email="c@example.org"),
+        ],
+        headers=MailHeaders(from_address="a@example.org"),
+    )
+    result = decide(parsed, BEFORE, config, states_for(config))
+    assert len(result.outcomes) == 4
+    assert {o.event_id for o in result.outcomes} == {"werkstatt-2", "werkstatt-3"}
+
+
+@pytest.mark.parametrize(
+    ("intent", "route", "reply"),
+    [
+        (Intent.AUTOREPLY, Route.PROCESSED, None),
+        (Intent.BOUNCE, Route.PROCESSED, None),
+        (Intent.OTHER, Route.LEAVE, None),
+        (Intent.QUESTION, Route.REVIEW, ReplyKind.QUESTION_RECEIVED),
+    ],
+)
+def test_mail_that_is_not_a_registration(
+    config: Config, intent: Intent, route: Route, reply: ReplyKind | None
+) -> None:
+    result = decide(
+        registration("a@example.org", intent=intent), BEFORE, config, states_for(config)
+    )
+    assert (result.route, result.reply, result.outcomes) == (route, reply, [])
+
+
+def test_no_reply_headers_on_a_registration_mean_review_without_answer(config: Config) -> None:
+    parsed = registration("a@example.org", no_reply_reason="Precedence: bulk")
+    result = decide(parsed, BEFORE, config, states_for(config))
+    assert result.route is Route.REVIEW and result.reply is None
+
+
+def test_our_own_mail_is_left_alone(config: Config) -> None:
+    result = decide(registration(config.organiser.address), BEFORE, config, states_for(config))
+    assert result.route is Route.LEAVE and result.reply is None
+
+
+def test_missing_name_asks_instead_of_confirming(config: Config) -> None:
+    result = decide(registration("a@example.org", name=None), BEFORE, config, states_for(config))
+    assert result.route is Route.REVIEW
+    assert result.reply is ReplyKind.MISSING_DATA and result.missing == ["name"]
+    assert result.outcomes == []
+
+
+def test_unknown_workshop_number_asks(config: Config) -> None:
+    result = decide(registration("a@example.org", events=[7]), BEFORE, config, states_for(config))
+    assert result.reply is ReplyKind.MISSING_DATA and "event" in result.missing
