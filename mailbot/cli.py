@@ -30,7 +30,15 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
     )
     # Library chatter (imapclient, apscheduler) only when asked for.
-    for noisy in ("imapclient", "apscheduler", "aiosmtpd", "mail", "pymap", "aiohttp"):
+    for noisy in (
+        "imapclient",
+        "apscheduler",
+        "aiosmtpd",
+        "mail",
+        "mail_devel",
+        "pymap",
+        "aiohttp",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
@@ -111,6 +119,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
     from mailbot.demo.run import run_demo
 
+    if not args.verbose:
+        # The table tells the story; per-mail log lines only with --verbose.
+        logging.getLogger("mailbot").setLevel(logging.WARNING)
     return run_demo(keep_running=args.keep_running, base_config=args.config)
 
 

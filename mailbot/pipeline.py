@@ -381,7 +381,7 @@ class Pipeline:
             request = promotion_request(
                 person.name if person else None,
                 promotion.email,
-                promotion.event_id,
+                states[promotion.event_id].event,
                 person.language if person else self.config.mailbot.default_language,
             )
             key = f"promote:{promotion.event_id}:{promotion.email}:{seat.arrival.isoformat()}"

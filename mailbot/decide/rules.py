@@ -60,6 +60,7 @@ class Seat:
     email: str
     status: Status
     arrival: datetime
+    seq: int = 0  # tie-break for equal arrival times: the order the seats were written
 
 
 @dataclass
@@ -74,7 +75,10 @@ class EventState:
 
     def waitlist(self) -> list[str]:
         waiting = [s for s in self.seats.values() if s.status is Status.WAITLISTED]
-        return [s.email for s in sorted(waiting, key=lambda s: (s.arrival, s.email))]
+        return [s.email for s in sorted(waiting, key=lambda s: (s.arrival, s.seq))]
+
+    def next_seq(self) -> int:
+        return max((s.seq for s in self.seats.values()), default=0) + 1
 
     def free_seats(self) -> int:
         return max(0, self.event.capacity - self.confirmed())
@@ -108,9 +112,15 @@ class Decision:
 
     @property
     def summary(self) -> str:
+        """One readable line for the log, the demo table and the digest."""
         if not self.outcomes:
             return self.reason
-        return ", ".join(f"{o.participant.email}@{o.event_id}:{o.outcome}" for o in self.outcomes)
+        parts = []
+        for o in self.outcomes:
+            where = f" #{o.position}" if o.position else ""
+            parts.append(f"{o.participant.email}: {o.outcome}{where} ({o.event_id})")
+        parts += [f"promoted {p.email} ({p.event_id})" for p in self.promotions]
+        return "; ".join(parts)
 
 
 def decide(
@@ -226,18 +236,18 @@ def _register(
         return
     late = is_late(arrival, state.event)
     if late and config.mailbot.late_policy == "reject":
-        state.seats[person.email] = Seat(person.email, Status.LATE, arrival)
+        state.seats[person.email] = Seat(person.email, Status.LATE, arrival, state.next_seq())
         decision.outcomes.append(PersonOutcome(person, state.event.id, Outcome.LATE, Status.LATE))
         return
     # Under the "waitlist" policy a late registration never takes a seat by itself:
     # it queues, and the organiser (or a cancellation) decides.
     if not late and state.free_seats() > 0 and not state.waitlist():
-        state.seats[person.email] = Seat(person.email, Status.CONFIRMED, arrival)
+        state.seats[person.email] = Seat(person.email, Status.CONFIRMED, arrival, state.next_seq())
         decision.outcomes.append(
             PersonOutcome(person, state.event.id, Outcome.CONFIRMED, Status.CONFIRMED)
         )
         return
-    state.seats[person.email] = Seat(person.email, Status.WAITLISTED, arrival)
+    state.seats[person.email] = Seat(person.email, Status.WAITLISTED, arrival, state.next_seq())
     decision.outcomes.append(
         PersonOutcome(
             person,

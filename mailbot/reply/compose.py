@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 
-from mailbot.config import Config
+from mailbot.config import Config, EventSettings
 from mailbot.decide.rules import Decision, Outcome, ReplyKind
 from mailbot.models import ParsedMail
 from mailbot.reply.render import ReplyItem, ReplyRequest
@@ -47,14 +47,21 @@ def reply_for(decision: Decision, parsed: ParsedMail, config: Config) -> ReplyRe
     )
 
 
-def promotion_request(name: str | None, email: str, event_id: str, language: str) -> ReplyRequest:
+def promotion_request(
+    name: str | None, email: str, event: EventSettings, language: str
+) -> ReplyRequest:
+    subject = (
+        f"Sie sind nachgerückt: {event.title}"
+        if language == "de"
+        else f"A seat for you: {event.title}"
+    )
     return ReplyRequest(
         kind=ReplyKind.OUTCOMES,
         language=language,
         recipients=[(name, email)],
-        original_subject="",
+        subject=subject,
         greeting_name=name,
-        items=[ReplyItem(name, email, event_id, Outcome.PROMOTED)],
+        items=[ReplyItem(name, email, event.id, Outcome.PROMOTED)],
     )
 
 

@@ -57,6 +57,7 @@ class ReplyRequest:
     greeting_name: str | None = None
     items: list[ReplyItem] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    subject: str | None = None  # for mails that answer nothing (a promotion)
 
 
 def one_line(value: str | None, limit: int = 200) -> str:
@@ -203,7 +204,9 @@ def build_message(request: ReplyRequest, config: Config, now: datetime) -> Email
     message["To"] = [Address(one_line(n), addr_spec=a) for n, a in request.recipients]
     if organiser.reply_to:
         message["Reply-To"] = organiser.reply_to
-    message["Subject"] = reply_subject(request.original_subject, request.language)
+    message["Subject"] = one_line(request.subject, 180) or reply_subject(
+        request.original_subject, request.language
+    )
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=organiser.domain)
     if request.in_reply_to:

@@ -167,12 +167,13 @@ class Store:
                 registrations.c.event_id,
                 registrations.c.status,
                 registrations.c.arrival,
+                registrations.c.id,
             ).join(participants, participants.c.id == registrations.c.participant_id)
         )
         for row in rows:
             if row.event_id in states:
                 states[row.event_id].seats[row.email] = Seat(
-                    row.email, Status(row.status), row.arrival
+                    row.email, Status(row.status), row.arrival, row.id
                 )
         return states
 

@@ -1,0 +1,244 @@
+"""What the sender's own words say: intent, language, workshops, lunch, role and notes.
+
+These are keyword and phrase rules over the unquoted text (German and English), written as
+general patterns of how people register, cancel, change or ask, not as a list of sample
+mails. Each rule works on sentences or clauses so that "I can't come on the 22nd but would
+like to register for the 3rd" yields register for workshop 3 only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailbot.models import Intent
+from mailbot.parse.text import clauses, sentences
+
+_I = re.IGNORECASE
+
+SUBSTITUTE = re.compile(
+    r"an\s+meiner\s+stelle|statt\s+meiner|\bin\s+vertretung|vertretung\s+durch|vertritt\s+mich|"
+    r"(?:teilnehmer|personen)wechsel|übertragen\s+sie\s+(?:meine|die)\s+anmeldung|"
+    r"anmeldung\s+auf\s+(?:sie|ihn|meine[nr]?\s+kolleg)|in\s+my\s+place|instead\s+of\s+me\b|"
+    r"\breplace\s+me\b|will\s+come\s+instead|kommt\s+stattdessen|stattdessen\s+kommt",
+    _I,
+)
+CANCEL = re.compile(
+    r"\babsagen\b|\babsage\b|\bsage\s+(?:[\w.]+\s+){0,4}ab\b|"
+    r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie)\b[^!?\n]{0,120}?\bab\b"
+    r"(?=\s*[.,;!?)]|\s*$)|"
+    r"\b(?:mich|uns|ihn|anmeldung)\b[^!?\n]{0,100}?\b(?:abmelden|abzumelden)\b|"
+    r"\babmeldung\s+(?:von|für|zur|vom)\s+(?:der|dem|den)?\s*(?:werkstatt|workshop|termin|\d)|"
+    r"\b(?:anmeldung|teilnahme|platz|mich)\b[^!?\n]{0,60}?\bstornier\w*|\bstornierung\b|"
+    r"zurückziehen|zurückzuziehen|\bstreichen\s+sie\s+(?:mich|uns|ihn|sie)|"
+    r"\bcancel(?:l?ing|l?ed)?\s+(?:my|our|his|her|the|this)\s+(?:registration|participation|"
+    r"attendance|booking|place|seat|spot|sign[- ]?up)|\b(?:have|need|must)\s+to\s+cancel\b|"
+    r"\bcancellation\b|\bwithdraw\w*\s+(?:my|our|from)\b|"
+    r"(?:cannot|can\s*not|can['’]?t|could\s*n['’]?t|won['’]?t\s+be\s+able\s+to|unable\s+to|"
+    r"not\s+be\s+able\s+to|no\s+longer\s+(?:be\s+able\s+to\s+)?)\s*"
+    r"(?:attend|come|make\s+it|participate|join)",
+    _I,
+)
+CANCEL_WEAK = re.compile(
+    r"\b(?:kann|können|könnte|werde|muss)\s+(?:ich|wir|er|sie)?\s*[^.!?\n]{0,80}?\bnicht\s+"
+    r"(?:\w+\s+){0,2}(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
+    r"\bnicht\s+(?:teilnehmen|kommen)\s+(?:kann|können)\b|\bleider\s+(?:doch\s+)?nicht\b",
+    _I,
+)
+UPDATE = re.compile(
+    r"\bänder\w*|\bgeändert|korrigier\w*|\bkorrektur|\bumbuch\w*|namensänderung|\bnachtrag|"
+    r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum",
+    _I,
+)
+EXISTING = re.compile(
+    r"meine[rn]?\s+anmeldung|unsere[rn]?\s+anmeldung|hatte\s+(?:mich|ich|uns)|\bangemeldet\b|"
+    r"anmeldebestätigung|my\s+registration|already\s+registered|i\s+registered|"
+    r"registration\s+confirmation",
+    _I,
+)
+REGISTER = re.compile(
+    r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|euch|(?:meine[nrm]?|unsere[nrm]?)"
+    r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
+    r"(?=\s*[.,;:!?()–-]|\s*$)|"
+    r"\b(?:mich|uns|ihn)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
+    r"\b(?:hier|anbei|hiermit)\s+(?:ist\s+|kommt\s+|sende\s+ich\s+(?:ihnen\s+)?)?"
+    r"(?:meine|unsere|die)\s+anmeldung|\banmeldung\s+(?:von|des|der)\s+(?:herrn?|frau)\b|"
+    r"\bsage\s+(?:[\w.]+\s+){0,6}?zu\b(?!\s*(?:dem|den|der|einem|einer|kommen|sein)\b)|\bzusage\b|"
+    r"\b(?:möchte|würde|werde|will|möchten|würden|werden)\s+(?:ich|wir|gerne?\s+)?"
+    r"[^!?\n]{0,160}?(?:teilnehmen|dabei\s+sein|mitmachen)\b|"
+    r"\b(?:meine|unsere)\s+anmeldung\s+(?:für|zur|zum|an)\b|"
+    r"\b(?:nehme|nehmen)\s+(?:ich|wir)?\s*[^.!?\n]{0,60}?\bals\s+\w+\s+teil\b|"
+    r"\bnehme\s+(?:ich\s+)?(?:gerne?\s+)?(?:an\s+der\s+werkstatt\s+)?teil\b|"
+    r"\b(?:nehme\s+ich|nehmen\s+wir|ich\s+nehme|wir\s+nehmen)\b[^!?\n]{0,160}?\bteil\b|"
+    r"\b(?:like|love|want|wish|happy|glad|plan|pleased)\s+to\s+(?:register|sign\s+up|attend|"
+    r"join\s+(?:the|your)\s+(?:workshop|event|session)|participate|take\s+part)\b|"
+    r"\b(?:i|we)\s+(?:will|shall|['’]ll)\s+(?:attend|participate|be\s+there)\b|"
+    r"\bplease\s+(?:register|sign\s+up|add)\s+(?:me|us)\b|\bcount\s+me\s+in\b|"
+    r"\bsign\s+(?:me|us)\s+up\b|\b(?:i|we)\s*(?:will|shall|['’]ll|am|are|['’]m|['’]re)\s+"
+    r"(?:be\s+)?(?:attending|joining|coming)\b|\b(?:i|we)\s+(?:will|shall|['’]ll)\s+join\b|"
+    r"\blike\s+to\s+come\b|"
+    r"\bbestätige\w*\s+(?:ich\s+|wir\s+)?(?:hiermit\s+)?(?:meine|unsere|die)\s+teilnahme|"
+    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
+    r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:\w+\s+){0,2}?dabei\b|\bbin\s+ich\s+(?:\w+\s+){0,3}?dabei\b",
+    _I,
+)
+CONDITIONAL = re.compile(
+    r"\b(?:dann|ggf|gegebenenfalls|bevor|before|überlege|eventuell|evtl|if\s+so|"
+    r"falls\s+ja|wenn\s+ja|once\s+i\s+know|noch\s+nicht\s+sicher|not\s+sure)\b",
+    _I,
+)
+QUESTION = re.compile(
+    r"\?|\bfrage\b|\bfragen\b|\bquestion|\bwissen,?\s+ob\b|\bi\s+wonder|\bcould\s+you\s+tell", _I
+)
+RELEVANT = re.compile(
+    r"werkst[aä]tt|workshop|kosi|veranstaltung|mittagsimbiss|\bimbiss|\banmeld|\babmeld|"
+    r"\babsage|\bregistr|\bteilnahme|\bteilnehmen|\battend|\bparticipa|\bseminar|\bevent\b",
+    _I,
+)
+EVENT_WORDS = re.compile(r"werkst[aä]tt|workshop|kosi|veranstaltung|mittagsimbiss|imbiss", _I)
+REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|antw)\s*:\s*)+", _I)
+REGISTER_SUBJECT = re.compile(
+    r"\banmeldung\b|\bregistration\b|\bsign[- ]?up\b|\bvormerkung\b|\bteilnahme\b", _I
+)
+
+_ADDRESSES = re.compile(r"[^\s@<>()]{1,64}@[^\s@<>()]{1,255}|https?://\S+|www\.\S+", _I)
+NEGATION = re.compile(
+    r"\bnicht\b|\bkein\w*|\bnot\b|n['’]t\b|\bverzicht\w*|\bnein\b|\bno\b|\bskip\b|\bohne\b|"
+    r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
+    _I,
+)
+_ORDINALS = {
+    "erste": 1, "first": 1, "1st": 1, "zweite": 2, "second": 2, "2nd": 2,
+    "dritte": 3, "third": 3, "3rd": 3, "vierte": 4, "fourth": 4, "4th": 4,
+}  # fmt: skip
+_MONTHS = (
+    r"jan|feb|mär|mar|apr|mai|may|jun|jul|aug|sep|okt|oct|nov|dez|dec|\d"  # "9. Februar", "22.02."
+)
+_EVENT_NUM = re.compile(
+    rf"\b([1-9])\s*\.\s*(?:(?:und|oder|sowie|,|&|/|and|or)\s*(?:die\s+|der\s+|zur\s+|the\s+)?"
+    rf"([1-9])\s*\.\s*)?(?:werkst[aä]tt|workshop|termin|veranstaltung)|"
+    rf"(?:werkstatt|workshop)\s*(?:nr\.?|no\.?|nummer|number|#)?\s*([1-9])\b(?!\s*[.:]\s*\d)|"
+    rf"\b(?:die|der|zur|für\s+die)\s+([1-9])\s*\.(?!\s*(?:{_MONTHS}))",
+    _I,
+)
+_EVENT_ORD = re.compile(
+    r"\b(erste|zweite|dritte|vierte|first|second|third|fourth|1st|2nd|3rd|4th)[nrs]?\s+"
+    r"(?:werkstatt|workshop|termin|veranstaltung|session)",
+    _I,
+)
+_ALL_EVENTS = re.compile(
+    r"\balle(?:n)?\s+(?:vier|4|drei|weiteren)?\s*(?:werkst[aä]tten|termine[n]?|veranstaltungen)|"
+    r"\ball\s+(?:four|4)?\s*(?:workshops|sessions|dates)|gesamte[n]?\s+(?:werkstatt)?reihe|"
+    r"ganze[n]?\s+(?:werkstatt)?reihe|whole\s+series|entire\s+series",
+    _I,
+)
+_DE = re.compile(
+    r"\b(?:ich|und|die|der|das|nicht|mit|für|sie|wir|bitte|ist|bin|mich|zur|zum|den|dem|ein|"
+    r"eine|auch|auf|uns|vielen|dank|grüße|sehr|geehrte|gerne?|leider|am|an|im|von|zu|es|noch)\b",
+    _I,
+)
+_EN = re.compile(
+    r"\b(?:i|and|the|to|of|for|you|we|please|is|am|my|with|would|like|this|that|be|on|in|"
+    r"regards|thank|thanks|dear|will|your|it|as|at|have|a|an)\b",
+    _I,
+)
+
+
+def language(text: str) -> str:
+    """'en' when English function words clearly outnumber German ones, else 'de'."""
+    de, en = len(_DE.findall(text)), len(_EN.findall(text))
+    return "en" if en > de * 1.2 and en >= 3 else "de"
+
+
+def _first_unconditional(pattern: re.Pattern[str], text: str) -> tuple[bool, bool]:
+    """(found unconditionally, found only under a condition like 'dann'/'before')."""
+    found = conditional = False
+    for sentence in sentences(text):
+        for match in pattern.finditer(sentence):
+            if CONDITIONAL.search(sentence[: match.end()]):
+                conditional = True
+            else:
+                found = True
+    return found, conditional
+
+
+def classify(own: str, subject: str, has_form: bool = False) -> tuple[Intent, str | None]:
+    """Intent of a human-written mail from its own text and subject; with a review reason.
+
+    `has_form` says the text holds a "Name: … / E-Mail: …" block, itself a registration sign.
+    """
+    own = _ADDRESSES.sub(" ", own)
+    subject = _ADDRESSES.sub(" ", subject)
+    plain_subject = REPLY_SUBJECT.sub("", subject)
+    is_reply = bool(REPLY_SUBJECT.match(subject))
+    subject_own = "" if is_reply else plain_subject
+    both = f"{subject_own}\n{own}"
+    has_form = has_form and bool(RELEVANT.search(both) or REGISTER_SUBJECT.search(subject_own))
+    strong = (
+        has_form
+        or EVENT_WORDS.search(both)
+        or REGISTER.search(own)
+        or (CANCEL.search(both) and RELEVANT.search(both))
+        or SUBSTITUTE.search(own)
+        or (is_reply and EVENT_WORDS.search(subject))
+    )
+    if not strong:
+        # Registration words alone (newsletters, account mails) are no workshop mail;
+        # a question using them still goes to a human.
+        weak = len(RELEVANT.findall(both)) >= 2 and QUESTION.search(own)
+        return (Intent.QUESTION, "intent unclear") if weak else (Intent.OTHER, None)
+    if SUBSTITUTE.search(both):
+        return Intent.UPDATE, None
+    register, register_if = _first_unconditional(REGISTER, own)
+    if CANCEL.search(both):
+        # "meine Anmeldung zur 2. Werkstatt zurückziehen" names the registration it cancels:
+        # only a registration phrase in a sentence of its own makes the mail mixed.
+        mixed = any(
+            REGISTER.search(sentence) and not CANCEL.search(sentence) for sentence in sentences(own)
+        )
+        return Intent.CANCEL, ("cancels and registers in one mail" if mixed else None)
+    if UPDATE.search(both) and (EXISTING.search(both) or EXISTING.search(subject)):
+        return Intent.UPDATE, None
+    if register or (has_form and not register_if):
+        return Intent.REGISTER, None
+    if CANCEL_WEAK.search(own):
+        return Intent.CANCEL, None
+    if register_if or QUESTION.search(own) or QUESTION.search(subject_own):
+        return Intent.QUESTION, None
+    if REGISTER_SUBJECT.search(subject_own):
+        return Intent.REGISTER, "intent unclear"
+    if EVENT_WORDS.search(both):
+        return Intent.QUESTION, "intent unclear"
+    return Intent.OTHER, "intent unclear"
+
+
+def _mentions(text: str, known: tuple[int, ...]) -> list[int]:
+    found: list[int] = []
+    if _ALL_EVENTS.search(text):
+        found.extend(known)
+    for match in _EVENT_NUM.finditer(text):
+        found.extend(int(g) for g in match.groups() if g)
+    for match in _EVENT_ORD.finditer(text):
+        found.append(_ORDINALS[match.group(1).lower()])
+    return [n for n in found if n in known]
+
+
+def events(
+    own: str, subject: str, intent: Intent, default: int, known: tuple[int, ...]
+) -> list[int]:
+    """Workshop numbers the mail is about; [default] when none is named."""
+    if intent in (Intent.AUTOREPLY, Intent.BOUNCE, Intent.OTHER):
+        return []
+    positive: list[int] = []
+    negative: list[int] = []
+    for sentence in sentences(own):
+        for clause in clauses(sentence):
+            nums = _mentions(clause, known)
+            if not nums:
+                continue
+            neg = bool(NEGATION.search(clause) or CANCEL.search(clause))
+            (negative if neg else positive).extend(nums)
+    chosen = (negative or positive) if intent == Intent.CANCEL else positive
+    if not positive and not negative:  # nothing in the text: the subject may name it
+        chosen = _mentions(REPLY_SUBJECT.sub("", subject), known)
+    return sorted(set(chosen)) or [default]

@@ -1,0 +1,276 @@
+"""Bytes to readable text: decoded headers and one plain-text body.
+
+Real inbox mail is messy: wrong or missing charsets, RFC 2047 words in odd places, raw 8-bit
+headers, HTML-only bodies, attachments, bounces that nest the original message, and the
+occasional hostile message built to make parsers spin. Everything downstream only wants
+"what did the human write", so this module turns any byte string into headers and a body
+text while staying within fixed bounds and never raising on bad input.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses
+
+from mailbot.parse.htmltext import html_to_text
+
+MAX_RAW_BYTES = 10_000_000
+MAX_PARTS = 200
+MAX_DEPTH = 20
+MAX_TEXT_CHARS = 200_000
+MAX_HTML_CHARS = 1_000_000
+
+# Charset labels that mail clients write but Python does not know, mapped to a codec.
+_CHARSET_ALIASES = {
+    "x-unknown": "utf-8",
+    "unknown-8bit": "utf-8",
+    "unknown": "utf-8",
+    "x-user-defined": "cp1252",
+    "ks_c_5601-1987": "cp949",
+    "iso-8859-8-i": "iso-8859-8",
+    "windows-874": "cp874",
+    "x-mac-roman": "mac_roman",
+    "ansi_x3.4-1968": "ascii",
+    "utf8": "utf-8",
+}
+
+_SURROGATES = re.compile("[\udc80-\udcff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class Body:
+    """The readable text of a mail and what went wrong while getting it."""
+
+    text: str = ""
+    from_html: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_bytes(raw: bytes) -> Message:
+    """Parse with the lenient compat32 policy; huge input is cut (the body comes first)."""
+    if len(raw) > MAX_RAW_BYTES:
+        raw = raw[:MAX_RAW_BYTES]
+    return email.message_from_bytes(raw)
+
+
+def _codec(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    name = str(charset).strip().strip('"').lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except (LookupError, ValueError):
+        return None
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, bool]:
+    """Decode with the declared charset, then UTF-8, then cp1252, then Latin-1.
+
+    Returns the text and whether a strict decode succeeded (False means characters were
+    replaced and the result may be garbled).
+    """
+    tried: list[str] = []
+    for candidate in (_codec(charset), "utf-8", "cp1252"):
+        if candidate is None or candidate in tried:
+            continue
+        tried.append(candidate)
+        try:
+            return data.decode(candidate), True
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return data.decode("latin-1", errors="replace"), False
+
+
+def _unsurrogate(value: str) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogates; turn them back into text."""
+    if not _SURROGATES.search(value):
+        return value
+    raw = value.encode("utf-8", errors="surrogateescape")
+    return decode_bytes(raw)[0]
+
+
+def _header_str(value: object) -> str:
+    """Header value as str with raw 8-bit bytes decoded; RFC 2047 words left untouched.
+
+    compat32 hands back an `email.header.Header` (charset unknown-8bit) for headers with
+    raw 8-bit bytes; `str()` of that would turn every such byte into U+FFFD.
+    """
+    if isinstance(value, Header):
+        out = []
+        for chunk, charset in decode_header(value):
+            if isinstance(chunk, bytes):
+                cs = str(charset or "").lower()
+                chunk = decode_bytes(chunk, None if cs in ("", "unknown-8bit") else cs)[0]
+            out.append(chunk)
+        return "".join(out)
+    return _unsurrogate(str(value))
+
+
+def decode_header_value(value: object) -> str:
+    """Decode an RFC 2047 header value to one clean line of text. Never raises."""
+    if value is None:
+        return ""
+    try:
+        text = _header_str(value)
+    except Exception:
+        return ""
+    text = re.sub(r"\r?\n[ \t]*", " ", text)
+    try:
+        parts = decode_header(text)
+        try:
+            text = str(make_header(parts))
+        except Exception:
+            pieces = []
+            for chunk, cs in parts:
+                pieces.append(decode_bytes(chunk, cs)[0] if isinstance(chunk, bytes) else chunk)
+            text = " ".join(pieces)
+    except Exception:
+        pass
+    return _CONTROL.sub("", text).strip()
+
+
+def header(msg: Message, name: str) -> str:
+    """The first `name` header of `msg`, decoded ("" when absent or unreadable)."""
+    try:
+        return decode_header_value(msg.get(name))
+    except Exception:
+        return ""
+
+
+def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) pairs of an address header.
+
+    The header is split before decoding so that an encoded comma inside a display name
+    ("Weißenfels, Jörg") cannot split one person into two.
+    """
+    try:
+        values = [_header_str(v) for v in msg.get_all(name, [])]
+        pairs = getaddresses([re.sub(r"\r?\n[ \t]*", " ", v) for v in values])
+    except Exception:
+        return []
+    out = []
+    for display, addr in pairs:
+        addr = addr.strip().strip("<>").lower()
+        if "@" not in addr:
+            continue
+        out.append((decode_header_value(display).strip("'\" "), addr))
+    return out
+
+
+def content_type(part: Message) -> str:
+    try:
+        return part.get_content_type().lower()
+    except Exception:
+        return "text/plain"
+
+
+def is_attachment(part: Message) -> bool:
+    try:
+        disposition = str(part.get("Content-Disposition", "")).lower()
+        return disposition.startswith("attachment") or (
+            bool(part.get_filename()) and not disposition.startswith("inline")
+        )
+    except Exception:
+        return True
+
+
+def iter_parts(msg: Message) -> Iterator[tuple[Message, int]]:
+    """Leaf parts with their depth, bounded in count and depth; attached mails not entered."""
+    count = 0
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack and count < MAX_PARTS:
+        part, depth = stack.pop()
+        count += 1
+        payload = None
+        try:
+            if part.is_multipart() and content_type(part).startswith("multipart/"):
+                payload = part.get_payload()
+        except Exception:
+            payload = None
+        if isinstance(payload, list):
+            if depth < MAX_DEPTH:
+                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+            continue
+        yield part, depth
+
+
+def _part_text(part: Message) -> tuple[str, bool]:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if data is None:
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            return _unsurrogate(payload), True
+        return "", False
+    if not isinstance(data, bytes):
+        return str(data), True
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    return decode_bytes(data[: MAX_TEXT_CHARS * 4], charset)
+
+
+def _param(part: Message, name: str) -> str:
+    try:
+        return str(part.get_param(name, "") or "").strip().lower()
+    except Exception:
+        return ""
+
+
+def unflow(text: str, delsp: bool = False) -> str:
+    """Undo RFC 3676 format=flowed soft line breaks (a line ending in a space continues)."""
+    out: list[str] = []
+    buf = ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.endswith(" ") and line.strip() != "--" and not line.startswith(">"):
+            buf += line[:-1] if delsp else line
+        else:
+            out.append(buf + line)
+            buf = ""
+    if buf:
+        out.append(buf)
+    return "\n".join(out)
+
+
+def body_text(msg: Message) -> Body:
+    """The readable body: inline text/plain parts, else HTML rendered as text."""
+    body = Body()
+    plains: list[str] = []
+    htmls: list[str] = []
+    clean = True
+    for part, _depth in iter_parts(msg):
+        ctype = content_type(part)
+        if ctype not in ("text/plain", "text/html") or is_attachment(part):
+            continue
+        text, ok = _part_text(part)
+        clean = clean and ok
+        if ctype == "text/plain" and _param(part, "format") == "flowed":
+            text = unflow(text, delsp=_param(part, "delsp") == "yes")
+        (plains if ctype == "text/plain" else htmls).append(text)
+    if plains and any(p.strip() for p in plains):
+        text = "\n\n".join(plains)
+    elif htmls:
+        text = "\n\n".join(html_to_text(h[:MAX_HTML_CHARS]) for h in htmls)
+        body.from_html = True
+    else:
+        text = "\n\n".join(plains)
+    if not clean:
+        body.problems.append("could not decode body")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    text = _CONTROL.sub("", text)
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS]
+        body.problems.append("body truncated")
+    body.text = text
+    return body

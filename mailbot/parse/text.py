@@ -1,0 +1,112 @@
+"""Sentence and clause splitting tuned for German/English business mail.
+
+Rules like "this clause says *not* the 3rd workshop" need sentences, but naive splitting on
+"." breaks "am 22. Februar", "Frau Dr. Vesper" and "z. B." into fragments, and hard-wrapped
+plain text breaks one sentence over several lines. These helpers keep such units together.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREV = frozenset(
+    [
+        "dr",
+        "prof",
+        "ing",
+        "dipl",
+        "nr",
+        "str",
+        "ca",
+        "bzw",
+        "z",
+        "b",
+        "u",
+        "a",
+        "d",
+        "h",
+        "s",
+        "o",
+        "v",
+        "i",
+        "e",
+        "g",
+        "evtl",
+        "ggf",
+        "inkl",
+        "vgl",
+        "tel",
+        "fax",
+        "mr",
+        "mrs",
+        "ms",
+        "st",
+        "jr",
+        "sr",
+        "hr",
+        "fr",
+        "frl",
+        "abt",
+        "ref",
+        "etc",
+        "usw",
+        "no",
+        "max",
+        "min",
+        "bspw",
+        "insb",
+        "sog",
+    ]
+)
+# Form labels start with a capital ("Name:", "E-Mail:"); a lower-case "zurückziehen:" is a
+# wrapped sentence going on.
+_BREAK_BEFORE = re.compile(r"^\s*(?:[-*•·]|\d+[.)]\s|[A-ZÄÖÜ][\w /-]{0,30}:\s)")
+
+
+def unwrap(text: str) -> str:
+    """Join hard-wrapped lines of a paragraph; keep lists, form fields and short lines."""
+    lines = text.split("\n")
+    out: list[str] = []
+    for line in lines:
+        if (
+            out
+            and out[-1].strip()
+            and line.strip()
+            and len(out[-1]) >= 50
+            and not re.search(r"[.!?:]\s*$", out[-1])
+            and not _BREAK_BEFORE.match(line)
+        ):
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def sentences(text: str) -> list[str]:
+    """Split into sentences; abbreviations, dates and ordinals ("2. Werkstatt") stay inside."""
+    result: list[str] = []
+    for block in unwrap(text).split("\n"):
+        block = block.strip()
+        if not block:
+            continue
+        start = 0
+        for match in re.finditer(r"[.!?]+(?=\s+[\"„“(]?[A-ZÄÖÜ])", block):
+            before = block[start : match.start()]
+            word = re.search(r"([\w-]+)$", before)
+            token = word.group(1).lower() if word else ""
+            if match.group(0) == "." and (
+                token in _ABBREV or token.isdigit() or len(token) == 1 or not token
+            ):
+                continue
+            result.append(block[start : match.end()].strip())
+            start = match.end()
+        tail = block[start:].strip()
+        if tail:
+            result.append(tail)
+    return result
+
+
+def clauses(sentence: str) -> list[str]:
+    """Split a sentence at commas, semicolons, dashes and contrastive conjunctions."""
+    parts = re.split(r"[,;–—]|\s-\s|\b(?:aber|jedoch|sondern|but|however|although)\b", sentence)
+    return [p.strip() for p in parts if p and p.strip()]

@@ -1,0 +1,122 @@
+"""Transport options on the real servers: IMAPS with certificate checks, SMTP AUTH, `mailbot run`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from helpers import mail, make_config
+from servers import Dovecot, SmtpSink
+
+from mailbot.inbox.imap import ImapInbox, InboxError
+from mailbot.pipeline import Pipeline
+from mailbot.store.db import Store
+
+JAN = datetime(2018, 1, 10, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+FORM = "Hiermit melde ich mich zur 2. Werkstatt an.\n\nName: Anna Arndt\nE-Mail: anna.arndt@example.org\n"
+
+
+def test_imaps_verifies_the_certificate(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    with Dovecot(tls=True) as server:
+        config = make_config(
+            tmp_path, imap_port=server.port, smtp_port=smtp_sink.port, password=server.password
+        )
+        settings = config.imap.model_copy(update={"security": "ssl"})
+        # The system store does not know the test CA: the connection must be refused.
+        with pytest.raises(InboxError, match=r"(?i)certificate"):
+            ImapInbox(settings).open()
+        server.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+        config = config.model_copy(update={"imap": settings})
+        store = Store(config.database.url)
+        report = asyncio.run(Pipeline(config, store, imap_ssl_context=server.ssl_context()).cycle())
+        store.close()
+    assert [m.intent for m in report.mails] == ["register"]
+    assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
+
+
+def test_smtp_auth_used_when_configured(tmp_path: Path, dovecot: Dovecot) -> None:
+    with SmtpSink(username="bot@example.org", password="s3cret") as sink:
+        config = make_config(
+            tmp_path, imap_port=dovecot.port, smtp_port=sink.port, password=dovecot.password
+        )
+        config = config.model_copy(
+            update={
+                "smtp": config.smtp.model_copy(
+                    update={"username": "bot@example.org", "password": "s3cret"}
+                )
+            }
+        )
+        dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+        store = Store(config.database.url)
+        asyncio.run(Pipeline(config, store).cycle())
+        store.close()
+        assert sink.auth_attempts == [("bot@example.org", True)]
+        assert len(sink.received) == 1
+
+
+def test_smtp_down_keeps_reply_for_later(tmp_path: Path, dovecot: Dovecot) -> None:
+    sink = SmtpSink()
+    config = make_config(
+        tmp_path, imap_port=dovecot.port, smtp_port=sink.port, password=dovecot.password
+    )
+    dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+    clock = [datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC"))]
+    store = Store(config.database.url)
+    pipeline = Pipeline(config, store, clock=lambda: clock[0])
+    report = asyncio.run(pipeline.cycle())  # the sink is not started: connection refused
+    assert report.send.retried == 1 and report.send.sent == 0
+    with sink:
+        sink.fail_next(1, code=451)
+        report = asyncio.run(pipeline.send())
+        assert report.sent == 0  # not due yet: backoff
+        clock[0] = clock[0].replace(minute=5)
+        report = asyncio.run(pipeline.send())
+        assert (report.sent, report.retried) == (0, 1)  # 451: temporary
+        clock[0] = clock[0].replace(minute=30)
+        report = asyncio.run(pipeline.send())
+        assert report.sent == 1 and len(sink.received) == 1
+    store.close()
+
+
+def test_run_worker_answers_and_stops_on_sigterm(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    config_file = tmp_path / "config.toml"
+    make_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port)  # validates
+    config_file.write_text(
+        (Path(__file__).resolve().parents[1] / "config.toml")
+        .read_text(encoding="utf-8")
+        .replace("port = 143", f"port = {dovecot.port}")
+        .replace("port = 25", f"port = {smtp_sink.port}")
+        .replace("poll_seconds = 60", "poll_seconds = 5")
+        .replace('password = "change-me"', f'password = "{dovecot.password}"')
+        .replace('url = "sqlite:///mailbot.sqlite3"', f'url = "sqlite:///{tmp_path / "run.db"}"'),
+        encoding="utf-8",
+    )
+    dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailbot", "run", "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        smtp_sink.wait_for(1, timeout=30)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "stopped" in output and "Traceback" not in output
+    assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
