@@ -191,20 +191,21 @@ class Pipeline:
         with self.store.transaction() as conn:
             row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
         if row is not None and row.state != "failed":
-            return (row.id, row.state, None) if not row.moved and row.state != "ignored" else None
+            return _settled_before(row)
         parsed = parse_mail(
             mail.raw,
             default_event=self.config.current_event.number,
             known_events=[e.number for e in self.config.events],
         )
         key = dedupe_key(parsed.headers.message_id, mail.raw)
-        if row is None:
-            with self.store.transaction() as conn:
-                twin = self.store.message_by_key(conn, key)
-                if twin is not None:
-                    return self._known_elsewhere(conn, twin, mail, uidvalidity)
         try:
             with self.store.transaction() as conn:
+                # Look again under the write lock: a second worker may have settled it meanwhile.
+                row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+                if row is not None and row.state != "failed":
+                    return _settled_before(row)
+                if row is None and (twin := self.store.message_by_key(conn, key)) is not None:
+                    return self._known_elsewhere(conn, twin, mail, uidvalidity)
                 row_id, decision = self._settle(conn, mail, uidvalidity, key, parsed, row)
         except Exception as exc:  # the one place a failing mail is caught
             return self._record_failure(mail, uidvalidity, key, parsed, row, exc)
@@ -418,6 +419,13 @@ class Pipeline:
             state=state,
             outcome=outcome,
         )
+
+
+def _settled_before(row: Any) -> tuple[int, str, None] | None:
+    """A mail with a committed outcome: only a move may still be owed (after a crash)."""
+    if row.moved or row.state not in ("done", "review"):
+        return None
+    return row.id, row.state, None
 
 
 def dedupe_key(message_id: str | None, raw: bytes) -> str:

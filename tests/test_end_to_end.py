@@ -306,3 +306,80 @@ def test_poll_once_command(
     assert "intent=register" in result.stderr  # one log line per mail
     assert dovecot.password not in result.stderr + result.stdout
     assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
+
+
+def test_raised_capacity_promotes_on_next_cycle(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    small = make_config(
+        tmp_path,
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        capacity=1,
+    )
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    run_cycle(small)
+    assert statuses(small)["bernd.brandt@example.org"] == "waitlisted"
+    bigger = make_config(
+        tmp_path,
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        capacity=2,
+    )
+    report = run_cycle(bigger)
+    assert report.promoted == 1
+    assert statuses(bigger)["bernd.brandt@example.org"] == "confirmed"
+    promotion = smtp_sink.message()
+    assert smtp_sink.received[-1].rcpt_tos == ["bernd.brandt@example.org"]
+    assert promotion["Subject"].startswith("Sie sind nachgerückt")
+    assert "nachgerückt" in promotion.get_content()
+    run_cycle(bigger)
+    assert len(smtp_sink.received) == 3  # no second promotion mail
+
+
+def test_move_without_the_move_extension(config: Config, dovecot: Dovecot) -> None:
+    from mailbot.inbox.imap import ImapInbox
+
+    dovecot.append(mail("x"), JAN)
+    dovecot.append(mail("y"), JAN)
+    with ImapInbox(config.imap) as inbox:
+        inbox.can_move = False  # as on servers without RFC 6851: COPY + \Deleted + UID EXPUNGE
+        inbox.move([2], config.imap.processed_folder)
+    assert dovecot.folder_uids("INBOX") == [1]
+    assert dovecot.folder_uids(config.imap.processed_folder) == [1]
+
+
+def test_parse_command_prints_the_contract(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "m.eml"
+    path.write_bytes(mail(form("Anna Arndt", "anna.arndt@example.org")))
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbot", "parse", str(path), str(path), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    assert list(lines[0]) == [
+        "file",
+        "intent",
+        "language",
+        "events",
+        "participants",
+        "lunch",
+        "role",
+        "notes",
+        "needs_review",
+    ]
+    assert lines[0]["intent"] == "register" and lines[0]["events"] == [2]
+    assert lines[0]["participants"] == [
+        {"name": "Anna Arndt", "email": "anna.arndt@example.org", "organisation": "Stadt Dortmund"}
+    ]
+    assert lines[0]["lunch"] is True
