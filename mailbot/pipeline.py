@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
 from typing import Any
 
 from sqlalchemy import Connection
@@ -24,18 +23,12 @@ from sqlalchemy import Connection
 from mailbot.config import Config
 from mailbot.decide.rules import (
     Decision,
-    EventState,
-    Promotion,
     Route,
-    Status,
-    decide,
-    promote_waiting,
 )
 from mailbot.inbox.imap import FetchedMail, ImapInbox
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
-from mailbot.reply.compose import promotion_request, reply_for
-from mailbot.reply.render import ReplyRequest, build_message
+from mailbot.registrar import Registrar
 from mailbot.send.smtp import SendReport, send_outbox
 from mailbot.store.db import Store, parsed_to_json
 
@@ -89,6 +82,7 @@ class Pipeline:
         self.smtp_ssl_context = smtp_ssl_context
         # Set by the worker on SIGTERM: finish the mail in hand, then stop.
         self.stop_requested = threading.Event()
+        self.registrar = Registrar(config, store, clock)
 
     async def cycle(self) -> CycleReport:
         report = await asyncio.to_thread(self.poll_inbox)
@@ -112,7 +106,7 @@ class Pipeline:
         with ImapInbox(imap, self.imap_ssl_context) as inbox:
             with self.store.transaction() as conn:
                 progress = self.store.progress(conn, imap.folder)
-                report.promoted = self._promote_free_seats(conn)
+                report.promoted = len(self.registrar.promote_free_seats(conn))
                 pending = self.store.pending_moves(conn, imap.folder, inbox.uidvalidity)
             if progress is not None and progress.uidvalidity != inbox.uidvalidity:
                 log.warning(
@@ -233,8 +227,7 @@ class Pipeline:
     ) -> tuple[int, Decision]:
         """Decide and write everything for one mail in the caller's single transaction."""
         now = self.clock()
-        states = self.store.event_states(conn, self.config)
-        decision = decide(parsed, mail.arrival, self.config, states)
+        decision, states = self.registrar.decide(conn, parsed, mail.arrival)
         values = {
             "message_id": parsed.headers.message_id,
             "arrival": mail.arrival,
@@ -261,11 +254,7 @@ class Pipeline:
         else:
             row_id = row.id
             self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
-        self.store.apply_decision(conn, decision, parsed, states, row_id, now)
-        request = reply_for(decision, parsed, self.config)
-        if request is not None:
-            self._enqueue(conn, f"reply:{row_id}", row_id, f"reply:{decision.reply}", request)
-        self._enqueue_promotions(conn, decision.promotions, states, row_id)
+        self.registrar.apply(conn, decision, parsed, states, row_id, f"reply:{row_id}")
         return row_id, decision
 
     def _record_failure(
@@ -356,56 +345,6 @@ class Pipeline:
             twin.uid,
         )
         return row_id, "done", None
-
-    # --- promotions and replies ---------------------------------------------------------
-
-    def _promote_free_seats(self, conn: Connection) -> int:
-        """A raised capacity (or a seat freed by an admin) promotes people at the next cycle."""
-        states = self.store.event_states(conn, self.config)
-        promotions = promote_waiting(states)
-        now = self.clock()
-        for promotion in promotions:
-            self.store.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
-        self._enqueue_promotions(conn, promotions, states, None)
-        return len(promotions)
-
-    def _enqueue_promotions(
-        self,
-        conn: Connection,
-        promotions: list[Promotion],
-        states: dict[str, EventState],
-        row_id: int | None,
-    ) -> None:
-        for promotion in promotions:
-            person = self.store.participant(conn, promotion.email)
-            seat = states[promotion.event_id].seats[promotion.email]
-            request = promotion_request(
-                person.name if person else None,
-                promotion.email,
-                states[promotion.event_id].event,
-                person.language if person else self.config.mailbot.default_language,
-            )
-            key = f"promote:{promotion.event_id}:{promotion.email}:{seat.arrival.isoformat()}"
-            self._enqueue(conn, key, row_id, "promotion", request)
-            log.info(
-                "promoted %s for %s from the waiting list", promotion.email, promotion.event_id
-            )
-
-    def _enqueue(
-        self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
-    ) -> None:
-        now = self.clock()
-        message = build_message(request, self.config, now)
-        self.store.enqueue(
-            conn,
-            key=key,
-            message_row=row_id,
-            purpose=purpose,
-            recipients=[address for _, address in request.recipients],
-            message_id=str(message["Message-ID"]),
-            raw=message.as_bytes(policy=policy.SMTP),
-            now=now,
-        )
 
     @staticmethod
     def _result(mail: FetchedMail, parsed: ParsedMail, state: str, outcome: str) -> MailResult:

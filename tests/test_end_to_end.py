@@ -215,16 +215,16 @@ def test_question_goes_to_review_unread(
 def test_failing_mail_is_retried_then_quarantined(
     config: Config, dovecot: Dovecot, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mailbot.pipeline as pipeline
+    import mailbot.registrar as registrar
 
-    real_decide = pipeline.decide
+    real_decide = registrar.decide
 
     def flaky(parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
         if parsed.headers.from_address == "poison@example.org":
             raise RuntimeError("injected fault")
         return real_decide(parsed, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "decide", flaky)
+    monkeypatch.setattr(registrar, "decide", flaky)
     register(dovecot, "Paula Poison", "poison@example.org", JAN)
     register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN + timedelta(hours=1))
     run_cycle(config)

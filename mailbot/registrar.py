@@ -1,0 +1,103 @@
+"""Apply a request to the registrations and queue the replies it needs, in the caller's transaction.
+
+The mail pipeline and the admin commands (`mailbot add`, `cancel`, `move-up`, `review`) share
+this one place, so a registration taken by phone follows exactly the same rules, writes the
+same rows and gets the same reply as one that came by mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from email import policy
+
+from sqlalchemy import Connection
+
+from mailbot.config import Config
+from mailbot.decide.rules import Decision, EventState, Promotion, Status, decide, promote_waiting
+from mailbot.models import ParsedMail
+from mailbot.reply.compose import promotion_request, reply_for
+from mailbot.reply.render import ReplyRequest, build_message
+from mailbot.store.db import Store
+
+log = logging.getLogger("mailbot")
+
+
+class Registrar:
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime]) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+
+    def decide(
+        self, conn: Connection, parsed: ParsedMail, arrival: datetime
+    ) -> tuple[Decision, dict[str, EventState]]:
+        """The rules' verdict on the current state; nothing is written yet."""
+        states = self.store.event_states(conn, self.config)
+        return decide(parsed, arrival, self.config, states), states
+
+    def apply(
+        self,
+        conn: Connection,
+        decision: Decision,
+        parsed: ParsedMail,
+        states: dict[str, EventState],
+        row_id: int | None,
+        reply_key: str,
+    ) -> None:
+        """Write the statuses, queue the reply (once per key) and the promotion mails."""
+        now = self.clock()
+        self.store.apply_decision(conn, decision, parsed, states, row_id, now)
+        request = reply_for(decision, parsed, self.config)
+        if request is not None:
+            self.enqueue(conn, reply_key, row_id, f"reply:{decision.reply}", request)
+        self.enqueue_promotions(conn, decision.promotions, states, row_id)
+
+    def promote_free_seats(self, conn: Connection) -> list[Promotion]:
+        """A raised capacity (or a seat freed by an admin) promotes people in queue order."""
+        states = self.store.event_states(conn, self.config)
+        promotions = promote_waiting(states)
+        now = self.clock()
+        for promotion in promotions:
+            self.store.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
+        self.enqueue_promotions(conn, promotions, states, None)
+        return promotions
+
+    def enqueue_promotions(
+        self,
+        conn: Connection,
+        promotions: list[Promotion],
+        states: dict[str, EventState],
+        row_id: int | None,
+    ) -> None:
+        for promotion in promotions:
+            person = self.store.participant(conn, promotion.email)
+            seat = states[promotion.event_id].seats[promotion.email]
+            request = promotion_request(
+                person.name if person else None,
+                promotion.email,
+                states[promotion.event_id].event,
+                person.language if person else self.config.mailbot.default_language,
+            )
+            key = f"promote:{promotion.event_id}:{promotion.email}:{seat.arrival.isoformat()}"
+            self.enqueue(conn, key, row_id, "promotion", request)
+            log.info(
+                "promoted %s for %s from the waiting list", promotion.email, promotion.event_id
+            )
+
+    def enqueue(
+        self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
+    ) -> bool:
+        now = self.clock()
+        message = build_message(request, self.config, now)
+        return self.store.enqueue(
+            conn,
+            key=key,
+            message_row=row_id,
+            purpose=purpose,
+            recipients=[address for _, address in request.recipients],
+            message_id=str(message["Message-ID"]),
+            raw=message.as_bytes(policy=policy.SMTP),
+            now=now,
+        )
