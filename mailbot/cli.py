@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-running", action="store_true", help="leave the servers and web view up")
     p.set_defaults(func=cmd_demo, needs_config=False)
+
+    from mailbot.admin.cli import register
+
+    register(sub, common)
     return parser
 
 
@@ -198,8 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from mailbot.admin.actions import AdminError
+
     try:
         return int(args.func(args, config))
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 

@@ -135,6 +135,27 @@ class OrganiserSettings(_Strict):
         return self.address.rsplit("@", 1)[1]
 
 
+class DigestSettings(_Strict):
+    """The organisers' daily summary: when it goes out, and whether quiet days are skipped."""
+
+    time: str = Field(default="07:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    skip_when_quiet: bool = False
+
+    @property
+    def hour(self) -> int:
+        return int(self.time[:2])
+
+    @property
+    def minute(self) -> int:
+        return int(self.time[3:])
+
+
+class PrivacySettings(_Strict):
+    """How long personal data is kept after an event has ended (GDPR storage limitation)."""
+
+    retention_days: int = Field(default=180, ge=1)
+
+
 class VenueSettings(_Strict):
     name: str
     address: str
@@ -169,6 +190,8 @@ class Config(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     mailbot: MailbotSettings = MailbotSettings()
     organiser: OrganiserSettings
+    digest: DigestSettings = DigestSettings()
+    privacy: PrivacySettings = PrivacySettings()
     venue: VenueSettings
     events: list[EventSettings] = Field(min_length=1)
     source_path: Path | None = Field(default=None, exclude=True)

@@ -23,19 +23,17 @@ from sqlalchemy import Connection
 from mailbot.config import Config
 from mailbot.decide.rules import (
     Decision,
-    Route,
 )
 from mailbot.inbox.imap import FetchedMail, ImapInbox
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
-from mailbot.registrar import Registrar
+from mailbot.registrar import STATE_OF_ROUTE, MailPlace, Registrar
 from mailbot.send.smtp import SendReport, send_outbox
-from mailbot.store.db import Store, parsed_to_json
+from mailbot.store.db import Store
 
 log = logging.getLogger("mailbot")
 
 Clock = Callable[[], datetime]
-STATE_OF_ROUTE = {Route.PROCESSED: "done", Route.REVIEW: "review", Route.LEAVE: "ignored"}
 
 
 def utc_now() -> datetime:
@@ -83,6 +81,11 @@ class Pipeline:
         # Set by the worker on SIGTERM: finish the mail in hand, then stop.
         self.stop_requested = threading.Event()
         self.registrar = Registrar(config, store, clock)
+
+    def replace_config(self, config: Config) -> None:
+        """Swap in a reloaded, already checked config for the next cycle."""
+        self.config = config
+        self.registrar.config = config
 
     async def cycle(self) -> CycleReport:
         report = await asyncio.to_thread(self.poll_inbox)
@@ -226,36 +229,8 @@ class Pipeline:
         row: Any,
     ) -> tuple[int, Decision]:
         """Decide and write everything for one mail in the caller's single transaction."""
-        now = self.clock()
-        decision, states = self.registrar.decide(conn, parsed, mail.arrival)
-        values = {
-            "message_id": parsed.headers.message_id,
-            "arrival": mail.arrival,
-            "sender": parsed.headers.from_address,
-            "subject": parsed.headers.subject[:2000],
-            "intent": parsed.intent.value,
-            "language": parsed.language,
-            "state": STATE_OF_ROUTE[decision.route],
-            "outcome": decision.summary,
-            "reason": decision.reason,
-            "parsed_json": parsed_to_json(parsed),
-            "error": None,
-        }
-        if row is None:
-            row_id = self.store.record_message(
-                conn,
-                now,
-                folder=self.config.imap.folder,
-                uidvalidity=uidvalidity,
-                uid=mail.uid,
-                dedupe_key=key,
-                **values,
-            )
-        else:
-            row_id = row.id
-            self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
-        self.registrar.apply(conn, decision, parsed, states, row_id, f"reply:{row_id}")
-        return row_id, decision
+        where = MailPlace(self.config.imap.folder, uidvalidity, mail.uid, key)
+        return self.registrar.settle_mail(conn, parsed, mail.arrival, where, row)
 
     def _record_failure(
         self,

@@ -9,19 +9,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from typing import Any
 
 from sqlalchemy import Connection
 
 from mailbot.config import Config
-from mailbot.decide.rules import Decision, EventState, Promotion, Status, decide, promote_waiting
-from mailbot.models import ParsedMail
+from mailbot.decide.rules import (
+    Decision,
+    EventState,
+    Promotion,
+    Route,
+    Status,
+    decide,
+    promote_waiting,
+)
+from mailbot.models import Intent, ParsedMail
 from mailbot.reply.compose import promotion_request, reply_for
 from mailbot.reply.render import ReplyRequest, build_message
-from mailbot.store.db import Store
+from mailbot.store.db import Store, parsed_to_json
 
 log = logging.getLogger("mailbot")
+
+
+STATE_OF_ROUTE = {Route.PROCESSED: "done", Route.REVIEW: "review", Route.LEAVE: "ignored"}
+
+
+@dataclass(frozen=True)
+class MailPlace:
+    """Where a mail came from: an IMAP folder (UIDVALIDITY + UID) or an imported file."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    dedupe_key: str
 
 
 class Registrar:
@@ -49,10 +72,58 @@ class Registrar:
         """Write the statuses, queue the reply (once per key) and the promotion mails."""
         now = self.clock()
         self.store.apply_decision(conn, decision, parsed, states, row_id, now)
+        if parsed.intent is Intent.BOUNCE:
+            self.store.mark_bounced(conn, parsed.bounced_addresses, now)
         request = reply_for(decision, parsed, self.config)
         if request is not None:
             self.enqueue(conn, reply_key, row_id, f"reply:{decision.reply}", request)
         self.enqueue_promotions(conn, decision.promotions, states, row_id)
+
+    def settle_mail(
+        self,
+        conn: Connection,
+        parsed: ParsedMail,
+        arrival: datetime,
+        place: MailPlace,
+        row: Any = None,
+        *,
+        reply: bool = True,
+        forwarded_by: str | None = None,
+    ) -> tuple[int, Decision]:
+        """Decide on one mail and record it with its outcome, changes and reply: one transaction."""
+        now = self.clock()
+        decision, states = self.decide(conn, parsed, arrival)
+        if not reply:
+            decision.reply = None
+        values = {
+            "message_id": parsed.headers.message_id,
+            "arrival": arrival,
+            "sender": parsed.headers.from_address,
+            "subject": parsed.headers.subject[:2000],
+            "intent": parsed.intent.value,
+            "language": parsed.language,
+            "state": STATE_OF_ROUTE[decision.route],
+            "outcome": decision.summary,
+            "reason": decision.reason,
+            "parsed_json": parsed_to_json(parsed),
+            "error": None,
+            "forwarded_by": forwarded_by,
+        }
+        if row is None:
+            row_id = self.store.record_message(
+                conn,
+                now,
+                folder=place.folder,
+                uidvalidity=place.uidvalidity,
+                uid=place.uid,
+                dedupe_key=place.dedupe_key,
+                **values,
+            )
+        else:
+            row_id = row.id
+            self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
+        self.apply(conn, decision, parsed, states, row_id, f"reply:{row_id}")
+        return row_id, decision
 
     def promote_free_seats(self, conn: Connection) -> list[Promotion]:
         """A raised capacity (or a seat freed by an admin) promotes people in queue order."""

@@ -10,13 +10,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mailbot.admin.privacy import purge_expired
+from mailbot.config import Config
+from mailbot.digest import digest_if_due
 from mailbot.inbox.imap import InboxError
 from mailbot.pipeline import CycleReport, Pipeline
+from mailbot.reload import ConfigWatcher
 
 log = logging.getLogger("mailbot")
 
@@ -43,47 +49,134 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
     return report
 
 
-async def run_worker(pipeline: Pipeline, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Not possible outside the main thread (tests drive the worker from one).
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    running: set[asyncio.Task[object]] = set()
+class Worker:
+    """The scheduled jobs of `mailbot run` around one pipeline: poll, digest, housekeeping."""
 
-    async def job() -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.watcher = ConfigWatcher(pipeline.config)
+        self.scheduler = AsyncIOScheduler(timezone=pipeline.config.tz)
+        self.running: set[asyncio.Task[object]] = set()
+        self._reload_requested = False
+
+    @property
+    def config(self) -> Config:
+        return self.pipeline.config
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        log.info("SIGHUP: reloading config and templates")
+        self.scheduler.modify_job("poll", next_run_time=datetime.now(self.config.tz))
+
+    def _reload(self) -> None:
+        config = self.watcher.reload_if_changed(force=self._reload_requested)
+        self._reload_requested = False
+        if config is None:
+            return
+        old = self.pipeline.config
+        self.pipeline.replace_config(config)
+        if (config.digest.time, config.mailbot.timezone) != (old.digest.time, old.mailbot.timezone):
+            self.scheduler.reschedule_job("digest", trigger=self._digest_trigger())
+        if config.mailbot.poll_seconds != old.mailbot.poll_seconds:
+            self.scheduler.reschedule_job("poll", trigger=self._poll_trigger())
+
+    def _poll_trigger(self) -> IntervalTrigger:
+        return IntervalTrigger(seconds=self.config.mailbot.poll_seconds, timezone=self.config.tz)
+
+    def _digest_trigger(self) -> CronTrigger:
+        digest = self.config.digest
+        return CronTrigger(hour=digest.hour, minute=digest.minute, timezone=self.config.tz)
+
+    async def _tracked(self, work: Callable[[], Awaitable[object]]) -> None:
         task = asyncio.current_task()
         if task is not None:
-            running.add(task)  # type: ignore[arg-type]
+            self.running.add(task)  # type: ignore[arg-type]
         try:
-            await run_cycle_logged(pipeline)
+            await work()
         finally:
             if task is not None:
-                running.discard(task)  # type: ignore[arg-type]
+                self.running.discard(task)  # type: ignore[arg-type]
 
+    async def poll(self) -> None:
+        async def work() -> None:
+            self._reload()
+            await run_cycle_logged(self.pipeline)
+
+        await self._tracked(work)
+
+    async def digest(self) -> None:
+        """Today's digest if it is due and not made yet: also the catch-up after downtime."""
+
+        async def work() -> None:
+            try:
+                await asyncio.to_thread(
+                    digest_if_due, self.config, self.pipeline.store, self.pipeline.clock()
+                )
+                await self.pipeline.send()
+            except Exception:
+                log.exception("digest failed; it is tried again at the next start or schedule")
+
+        await self._tracked(work)
+
+    async def housekeeping(self) -> None:
+        """Erase personal data of events past their retention period."""
+
+        async def work() -> None:
+            try:
+                await asyncio.to_thread(
+                    purge_expired, self.config, self.pipeline.store, self.pipeline.clock()
+                )
+            except Exception:
+                log.exception("retention purge failed; tried again tomorrow")
+
+        await self._tracked(work)
+
+    def start(self) -> None:
+        now = datetime.now(self.config.tz)
+        jobs = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        self.scheduler.add_job(
+            self.poll, self._poll_trigger(), id="poll", next_run_time=now, **jobs
+        )
+        # The digest job also runs once at start: that is the catch-up after downtime.
+        self.scheduler.add_job(
+            self.digest, self._digest_trigger(), id="digest", next_run_time=now, **jobs
+        )
+        self.scheduler.add_job(
+            self.housekeeping,
+            CronTrigger(hour=3, minute=17, timezone=self.config.tz),
+            id="housekeeping",
+            next_run_time=now,
+            **jobs,
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        self.pipeline.stop_requested.set()
+        self.scheduler.shutdown(wait=False)
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+
+
+async def run_worker(pipeline: Pipeline, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    worker = Worker(pipeline)
+    loop = asyncio.get_running_loop()
+    # Signal handlers are only possible in the main thread (tests drive the worker from others).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
+    worker.start()
     config = pipeline.config
-    scheduler = AsyncIOScheduler(timezone=config.tz)
-    scheduler.add_job(
-        job,
-        IntervalTrigger(seconds=config.mailbot.poll_seconds, timezone=config.tz),
-        id="poll",
-        next_run_time=datetime.now(config.tz),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-    )
-    scheduler.start()
     log.info(
-        "mailbot running: polling %s on %s every %ss (Ctrl-C to stop)",
+        "mailbot running: polling %s on %s every %ss, digest at %s (Ctrl-C to stop)",
         config.imap.folder,
         config.imap.host,
         config.mailbot.poll_seconds,
+        config.digest.time,
     )
     await stop.wait()
     log.info("stopping: finishing the mail in hand")
-    pipeline.stop_requested.set()
-    scheduler.shutdown(wait=False)
-    if running:
-        await asyncio.gather(*running, return_exceptions=True)
+    await worker.stop()
     log.info("stopped")

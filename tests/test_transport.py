@@ -110,7 +110,7 @@ def test_run_worker_answers_and_stops_on_sigterm(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        smtp_sink.wait_for(1, timeout=30)
+        smtp_sink.wait_for(2, timeout=30)
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -119,4 +119,6 @@ def test_run_worker_answers_and_stops_on_sigterm(
             process.kill()
     assert process.returncode == 0, output
     assert "stopped" in output and "Traceback" not in output
-    assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
+    # The answer to Anna, and today's digest (the catch-up at start) to the organisers.
+    recipients = sorted(r.rcpt_tos[0] for r in smtp_sink.received)
+    assert recipients == ["anna.arndt@example.org", "organisation@ils-forschung.example"]

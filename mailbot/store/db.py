@@ -22,13 +22,19 @@ from mailbot.config import Config
 from mailbot.decide.rules import Decision, EventState, Seat, Status
 from mailbot.models import ParsedMail, Participant
 from mailbot.store.schema import (
+    SCHEMA_VERSION,
     mailbox_state,
     messages,
     metadata,
     outbox,
     participants,
     registrations,
+    schema_info,
 )
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is (wrong schema version, unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,15 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        with self.transaction() as conn:
+            versions = [row.version for row in conn.execute(select(schema_info))]
+            if not versions:
+                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
+            elif max(versions) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema version {max(versions)} is not the {SCHEMA_VERSION} this "
+                    "mailbot knows; use the matching mailbot version or migrate the database"
+                )
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -254,7 +269,11 @@ class Store:
         if existing is None:
             conn.execute(
                 insert(registrations).values(
-                    participant_id=person_id, event_id=event_id, message_row=message_row, **values
+                    participant_id=person_id,
+                    event_id=event_id,
+                    message_row=message_row,
+                    created_at=now,
+                    **values,
                 )
             )
         else:
@@ -271,6 +290,17 @@ class Store:
             .where(registrations.c.participant_id == person, registrations.c.event_id == event_id)
             .values(status=status.value, updated_at=now)
         )
+
+    def mark_bounced(self, conn: Connection, addresses: list[str], now: datetime) -> int:
+        """Remember that mail to these participants bounced; returns how many were ours."""
+        if not addresses:
+            return 0
+        result = conn.execute(
+            update(participants)
+            .where(participants.c.email.in_([a.lower() for a in addresses]))
+            .values(bounced_at=now)
+        )
+        return int(result.rowcount or 0)
 
     def participant(self, conn: Connection, email: str) -> Row[Any] | None:
         return conn.execute(select(participants).where(participants.c.email == email)).first()

@@ -78,6 +78,11 @@ messages = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("moved", Boolean, nullable=False, default=False),
+    # Set when an organiser settled a mail in review (`mailbot review`), with what was done.
+    Column("resolved_at", UtcDateTime),
+    Column("resolution", Text),
+    # For registrations an organiser forwarded: who forwarded it.
+    Column("forwarded_by", String(320)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("folder", "uidvalidity", "uid", name="uq_messages_uid"),
@@ -91,6 +96,8 @@ participants = Table(
     Column("name", String(255)),
     Column("organisation", String(255)),
     Column("language", String(5), nullable=False, default="de"),
+    # Last time a mail to this address bounced (shown to organisers in the digest).
+    Column("bounced_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
 )
 
@@ -108,6 +115,7 @@ registrations = Table(
     Column("role", String(20)),
     Column("notes", Text),
     Column("message_row", ForeignKey("messages.id")),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("participant_id", "event_id", name="uq_registration"),
 )
@@ -132,3 +140,40 @@ outbox = Table(
     Column("last_error", Text),
 )
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt_at)
+
+# One row per local calendar day on which a digest was made (or skipped as quiet):
+# the primary key is what makes "exactly one digest per day" hold across restarts.
+digests = Table(
+    "digests",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("skipped", Boolean, nullable=False, default=False),
+    Column("outbox_key", String(255)),
+)
+
+# What admins did to personal data (forget, purge): kept without the personal data itself.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+# Anonymous counts that survive erasure: how many registrations an event had.
+anonymous_counts = Table(
+    "anonymous_counts",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("count", Integer, nullable=False, default=0),
+)
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("version", Integer, primary_key=True),
+)
+SCHEMA_VERSION = 1

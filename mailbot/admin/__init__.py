@@ -1,0 +1,1 @@
+"""Commands for organisers and admins: status, lists, corrections, privacy, import."""
