@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -87,7 +88,7 @@ def cmd_poll(args: argparse.Namespace, config: Config) -> int:
     from mailbot.pipeline import Pipeline
     from mailbot.store.db import Store
 
-    store = Store(config.database.url)
+    store = Store(config.database_url)
     try:
         report = asyncio.run(Pipeline(config, store).cycle())
     except InboxError as exc:
@@ -108,7 +109,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from mailbot.store.db import Store
     from mailbot.worker import run_worker
 
-    store = Store(config.database.url)
+    store = Store(config.database_url)
     try:
         asyncio.run(run_worker(Pipeline(config, store)))
     finally:
@@ -197,8 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     config: Config | None = None
     try:
-        if args.needs_config or args.config.exists():
+        if args.needs_config:
             config = load_config(args.config)
+        elif args.config.exists():
+            # parse and demo work without a config; a broken one must not stop them.
+            with contextlib.suppress(ConfigError):
+                config = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -62,7 +62,7 @@ class _Strict(BaseModel):
 
 class _Server(_Strict):
     host: str
-    port: int = Field(gt=0, lt=65536)
+    port: int = Field(gt=0, lt=65536, strict=True)
     security: Security = "ssl"
     timeout_seconds: float = Field(default=30.0, gt=0)
 
@@ -93,13 +93,28 @@ class SmtpSettings(_Server):
 class DatabaseSettings(_Strict):
     url: str = "sqlite:///mailbot.sqlite3"
 
+    @field_validator("url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                f'{value!r} is not a database URL; use e.g. "sqlite:///mailbot.sqlite3" or '
+                '"postgresql+psycopg://user@host/mailbot"'
+            ) from None
+        return value
+
 
 class MailbotSettings(_Strict):
     poll_seconds: int = Field(default=60, ge=5)
     timezone: str = "Europe/Berlin"
     late_policy: Literal["reject", "waitlist"] = "reject"
     max_attempts: int = Field(default=3, ge=1, le=20)
-    templates: str = "templates"
+    templates: str | None = None  # a folder relative to this file; None: the built-in ones
     default_language: Literal["de", "en"] = "de"
 
     @field_validator("timezone")
@@ -157,8 +172,8 @@ class PrivacySettings(_Strict):
 
 
 class VenueSettings(_Strict):
-    name: str
-    address: str
+    name: str = ""
+    address: str = ""
     directions_transit: str = ""
     directions_walk: str = ""
     directions_car: str = ""
@@ -171,7 +186,7 @@ class EventSettings(_Strict):
     start: AwareDatetime
     end: AwareDatetime
     deadline: AwareDatetime
-    capacity: int = Field(ge=0)
+    capacity: int = Field(ge=0, strict=True)
     placeholder: bool = False
     fee: str = "kostenlos"
     lunch: bool = True
@@ -181,6 +196,8 @@ class EventSettings(_Strict):
     def _times_in_order(self) -> EventSettings:
         if self.end <= self.start:
             raise ValueError("end must be after start")
+        if self.deadline > self.end:
+            raise ValueError("deadline must not be after the end of the event")
         return self
 
 
@@ -192,7 +209,7 @@ class Config(_Strict):
     organiser: OrganiserSettings
     digest: DigestSettings = DigestSettings()
     privacy: PrivacySettings = PrivacySettings()
-    venue: VenueSettings
+    venue: VenueSettings = VenueSettings()
     events: list[EventSettings] = Field(min_length=1)
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -224,9 +241,30 @@ class Config(_Strict):
         return min(real or self.events, key=lambda e: e.start)
 
     @property
+    def base_dir(self) -> Path:
+        """Relative paths in the config (templates, SQLite file) are relative to the file."""
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    @property
     def templates_dir(self) -> Path:
-        base = self.source_path.parent if self.source_path else Path.cwd()
-        return (base / self.mailbot.templates).resolve()
+        if self.mailbot.templates is None:
+            from mailbot.reply.render import default_templates_dir
+
+            return default_templates_dir()
+        return (self.base_dir / self.mailbot.templates).resolve()
+
+    @property
+    def database_url(self) -> str:
+        """The URL with a relative SQLite path anchored at the config file, not at the cwd
+        (cron starts in $HOME, and a fresh empty database would forget every seat)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            path = Path(url.database)
+            if not path.is_absolute():
+                return str(url.set(database=str((self.base_dir / path).resolve())))
+        return self.database.url
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -239,8 +277,25 @@ class Config(_Strict):
         return frozenset(a.lower() for a in found)
 
 
-def _describe(error: dict[str, object]) -> str:
-    location = ".".join(str(part) for part in error["loc"])  # type: ignore[union-attr]
+def _location(parts: tuple[object, ...], data: dict[str, object]) -> str:
+    """`events[1] (werkstatt-2).deadline`: the index alone is easy to miscount."""
+    text = ""
+    node: object = data
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                text += f" ({item['id']})"
+            node = item
+        else:
+            text += f".{part}" if text else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return text
+
+
+def _describe(error: dict[str, object], data: dict[str, object]) -> str:
+    location = _location(tuple(error["loc"]), data)  # type: ignore[arg-type]
     kind = error.get("type")
     message = str(error.get("msg", "is invalid"))
     if kind == "missing":
@@ -261,13 +316,18 @@ def parse_config(data: dict[str, object], source: Path | None = None) -> Config:
     try:
         config = Config.model_validate({**data, "source_path": source})
     except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        problems = "; ".join(_describe(e, data) for e in exc.errors())  # type: ignore[arg-type]
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}{problems}") from None
     if config.imap.password is None:
         raise ConfigError(
             f"{source or 'config'}: imap.password: missing; set it in the file or in the "
             f"environment variable {IMAP_PASSWORD_ENV}"
+        )
+    if config.mailbot.templates is not None and not config.templates_dir.is_dir():
+        raise ConfigError(
+            f"{source or 'config'}: mailbot.templates: folder {config.templates_dir} does not "
+            "exist; copy the templates/ folder there, or remove the key to use the built-in templates"
         )
     if (config.smtp.username is None) != (config.smtp.password is None):
         raise ConfigError(

@@ -21,10 +21,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailbot.config import Config
-from mailbot.decide.rules import (
-    Decision,
-)
-from mailbot.inbox.imap import FetchedMail, ImapInbox
+from mailbot.forward import unwrap_forward
+from mailbot.inbox.imap import FetchedMail, ImapInbox, InboxError
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
 from mailbot.registrar import STATE_OF_ROUTE, MailPlace, Registrar
@@ -81,6 +79,7 @@ class Pipeline:
         # Set by the worker on SIGTERM: finish the mail in hand, then stop.
         self.stop_requested = threading.Event()
         self.registrar = Registrar(config, store, clock)
+        self._send_lock = asyncio.Lock()
 
     def replace_config(self, config: Config) -> None:
         """Swap in a reloaded, already checked config for the next cycle."""
@@ -93,6 +92,12 @@ class Pipeline:
         return report
 
     async def send(self) -> SendReport:
+        # One sender at a time: the poll and the digest job both send, and two concurrent
+        # passes over the outbox would hand the same reply to SMTP twice.
+        async with self._send_lock:
+            return await self._send()
+
+    async def _send(self) -> SendReport:
         return await send_outbox(
             self.store,
             self.config.smtp,
@@ -121,17 +126,26 @@ class Pipeline:
             last_uid = (
                 progress.last_uid if progress and progress.uidvalidity == inbox.uidvalidity else 0
             )
-            self._move(inbox, [(r.id, r.uid, r.state) for r in pending])
+            try:
+                self._move(inbox, [(r.id, r.uid, r.state) for r in pending])
+            except InboxError as exc:
+                # A move that keeps failing (quota, permissions) must not stop new mail.
+                log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
             for start in range(0, len(uids), imap.batch_size):
                 if self.stop_requested.is_set():
                     break
                 batch = uids[start : start + imap.batch_size]
                 last_uid = self._handle_batch(inbox, batch, last_uid, report)
-            with self.store.transaction() as conn:
-                self.store.save_progress(
-                    conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
-                )
+                with self.store.transaction() as conn:
+                    self.store.save_progress(
+                        conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
+                    )
+            if not uids:
+                with self.store.transaction() as conn:
+                    self.store.save_progress(
+                        conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
+                    )
         return report
 
     def _handle_batch(
@@ -139,18 +153,16 @@ class Pipeline:
     ) -> int:
         settled: dict[int, bool] = dict.fromkeys(batch, False)
         moves: list[tuple[int, int, str]] = []
-        for mail in inbox.fetch(batch):
+        # First come, first served: within a batch, in the order the server received them.
+        for mail in sorted(inbox.fetch(batch), key=lambda m: (m.arrival, m.uid)):
             if self.stop_requested.is_set():
                 break
-            outcome = self._handle_mail(mail, inbox.uidvalidity)
-            if outcome is None:
-                continue
-            row_id, state, result = outcome
-            settled[mail.uid] = state != "failed"
-            if state in ("done", "review"):
-                moves.append((row_id, mail.uid, state))
-            if result is not None:
-                report.mails.append(result)
+            handled = self._handle_mail(mail, inbox.uidvalidity)
+            settled[mail.uid] = handled.state != "failed"
+            if handled.move:
+                moves.append((handled.row_id, mail.uid, handled.state))
+            if handled.result is not None:
+                report.mails.append(handled.result)
         self._move(inbox, moves)
         # Advance only over a gap-free run of settled UIDs: a mail that failed (or that the
         # server did not return) is fetched again next cycle.
@@ -180,21 +192,24 @@ class Pipeline:
 
     # --- one mail -----------------------------------------------------------------------
 
-    def _handle_mail(
-        self, mail: FetchedMail, uidvalidity: int
-    ) -> tuple[int, str, MailResult | None] | None:
-        """Returns (row id, state, result) or None when the mail was settled before."""
+    def _handle_mail(self, mail: FetchedMail, uidvalidity: int) -> Handled:
+        """Settle one mail (or see that it was settled before) and say whether to move it."""
         folder = self.config.imap.folder
         with self.store.transaction() as conn:
             row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
         if row is not None and row.state != "failed":
             return _settled_before(row)
-        parsed = parse_mail(
-            mail.raw,
-            default_event=self.config.current_event.number,
-            known_events=[e.number for e in self.config.events],
-        )
-        key = dedupe_key(parsed.headers.message_id, mail.raw)
+        parsed = self._parse(mail.raw)
+        key = dedupe_key(parsed, mail.raw)
+        arrival, forwarded_by = mail.arrival, None
+        if (parsed.headers.from_address or "") in self.config.own_addresses:
+            forwarded = unwrap_forward(mail.raw, self.config.tz)
+            if forwarded is not None:
+                # An organiser forwarded a participant's mail: it is the participant we answer,
+                # and the original date is the one that counts for the deadline.
+                forwarded_by = parsed.headers.from_address
+                parsed = self._parse(forwarded.raw)
+                arrival = forwarded.arrival or mail.arrival
         try:
             with self.store.transaction() as conn:
                 # Look again under the write lock: a second worker may have settled it meanwhile.
@@ -202,35 +217,39 @@ class Pipeline:
                 if row is not None and row.state != "failed":
                     return _settled_before(row)
                 if row is None and (twin := self.store.message_by_key(conn, key)) is not None:
-                    return self._known_elsewhere(conn, twin, mail, uidvalidity)
-                row_id, decision = self._settle(conn, mail, uidvalidity, key, parsed, row)
+                    if twin.state != "failed" or twin.uidvalidity == uidvalidity:
+                        return self._known_elsewhere(conn, twin, mail, uidvalidity)
+                    # A mail still being retried when the UIDs changed: retry it at its new UID.
+                    self.store.relocate_message(
+                        conn, twin.id, folder, uidvalidity, mail.uid, self.clock()
+                    )
+                    row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+                place = MailPlace(folder, uidvalidity, mail.uid, key)
+                row_id, decision = self.registrar.settle_mail(
+                    conn, parsed, arrival, place, row, forwarded_by=forwarded_by
+                )
         except Exception as exc:  # the one place a failing mail is caught
             return self._record_failure(mail, uidvalidity, key, parsed, row, exc)
         state = STATE_OF_ROUTE[decision.route]
         result = self._result(mail, parsed, state, decision.summary)
         log.info(
-            "mail uid=%s id=%s arrival=%s intent=%s -> %s: %s",
+            "mail uid=%s id=%s arrival=%s intent=%s -> %s: %s%s",
             mail.uid,
             parsed.headers.message_id,
-            mail.arrival.isoformat(),
+            arrival.isoformat(),
             parsed.intent.value,
             state,
             decision.summary,
+            f" (forwarded by {forwarded_by})" if forwarded_by else "",
         )
-        return row_id, state, result
+        return Handled(row_id, state, result)
 
-    def _settle(
-        self,
-        conn: Connection,
-        mail: FetchedMail,
-        uidvalidity: int,
-        key: str,
-        parsed: ParsedMail,
-        row: Any,
-    ) -> tuple[int, Decision]:
-        """Decide and write everything for one mail in the caller's single transaction."""
-        where = MailPlace(self.config.imap.folder, uidvalidity, mail.uid, key)
-        return self.registrar.settle_mail(conn, parsed, mail.arrival, where, row)
+    def _parse(self, raw: bytes) -> ParsedMail:
+        return parse_mail(
+            raw,
+            default_event=self.config.current_event.number,
+            known_events=[e.number for e in self.config.events],
+        )
 
     def _record_failure(
         self,
@@ -280,11 +299,11 @@ class Pipeline:
             error,
             exc_info=exc if not quarantine else None,
         )
-        return row_id, state, self._result(mail, parsed, state, reason)
+        return Handled(row_id, state, self._result(mail, parsed, state, reason))
 
     def _known_elsewhere(
         self, conn: Connection, twin: Any, mail: FetchedMail, uidvalidity: int
-    ) -> tuple[int, str, MailResult | None] | None:
+    ) -> Handled:
         """The same mail seen before under another UID (UIDVALIDITY change or a second copy)."""
         now = self.clock()
         if twin.uidvalidity != uidvalidity or twin.folder != self.config.imap.folder:
@@ -294,9 +313,7 @@ class Pipeline:
             log.info(
                 "mail uid=%s id=%s already handled before the rescan", mail.uid, twin.message_id
             )
-            if twin.state in ("done", "review"):
-                return twin.id, twin.state, None
-            return twin.id, "ignored", None
+            return Handled(twin.id, twin.state, None, owes_move=twin.state in ("done", "review"))
         row_id = self.store.record_message(
             conn,
             now,
@@ -319,7 +336,7 @@ class Pipeline:
             twin.message_id,
             twin.uid,
         )
-        return row_id, "done", None
+        return Handled(row_id, "done")
 
     @staticmethod
     def _result(mail: FetchedMail, parsed: ParsedMail, state: str, outcome: str) -> MailResult:
@@ -335,15 +352,39 @@ class Pipeline:
         )
 
 
-def _settled_before(row: Any) -> tuple[int, str, None] | None:
+@dataclass(frozen=True)
+class Handled:
+    """What became of one fetched mail in this cycle."""
+
+    row_id: int
+    state: str  # done, review, ignored or failed
+    result: MailResult | None = None
+    owes_move: bool | None = None  # None: derived from the state
+
+    @property
+    def move(self) -> bool:
+        if self.owes_move is not None:
+            return self.owes_move
+        return self.state in ("done", "review")
+
+
+def _settled_before(row: Any) -> Handled:
     """A mail with a committed outcome: only a move may still be owed (after a crash)."""
-    if row.moved or row.state not in ("done", "review"):
-        return None
-    return row.id, row.state, None
+    return Handled(
+        row.id, row.state, None, owes_move=not row.moved and row.state in ("done", "review")
+    )
 
 
-def dedupe_key(message_id: str | None, raw: bytes) -> str:
-    """Message-ID where there is one (survives a UIDVALIDITY change), else a hash of the bytes."""
-    if message_id:
-        return f"mid:{message_id[:480]}"
-    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
+    """Recognises the same mail under a new UID (after a UIDVALIDITY change, or delivered twice).
+
+    The Message-ID alone is not enough: broken clients reuse them, and a different mail with a
+    reused ID must not be taken for a copy. Sender, date and subject go into the key too, and
+    the key is hashed, so it holds no personal data.
+    """
+    headers = parsed.headers
+    if headers.message_id:
+        date = headers.date.isoformat() if headers.date else ""
+        basis = "\x00".join((headers.message_id, headers.from_address or "", date, headers.subject))
+        return "mid:" + hashlib.sha256(basis.encode("utf-8", "replace")).hexdigest()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

@@ -128,8 +128,8 @@ class Registrar:
     def promote_free_seats(self, conn: Connection) -> list[Promotion]:
         """A raised capacity (or a seat freed by an admin) promotes people in queue order."""
         states = self.store.event_states(conn, self.config)
-        promotions = promote_waiting(states)
         now = self.clock()
+        promotions = promote_waiting(states, now=now)
         for promotion in promotions:
             self.store.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
         self.enqueue_promotions(conn, promotions, states, None)

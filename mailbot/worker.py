@@ -151,10 +151,12 @@ class Worker:
         self.scheduler.start()
 
     async def stop(self) -> None:
+        """No new job starts; the running ones finish the mail in hand (and send its reply)."""
+        self.scheduler.pause()
         self.pipeline.stop_requested.set()
-        self.scheduler.shutdown(wait=False)
         if self.running:
-            await asyncio.gather(*self.running, return_exceptions=True)
+            await asyncio.gather(*list(self.running), return_exceptions=True)
+        self.scheduler.shutdown(wait=False)
 
 
 async def run_worker(pipeline: Pipeline, stop: asyncio.Event | None = None) -> None:

@@ -16,7 +16,19 @@ ORGANISER = "anmeldung@ils-forschung.example"
 
 
 def shipped_config_data() -> dict[str, Any]:
-    return tomllib.loads((REPO / "config.toml").read_text(encoding="utf-8"))
+    """The shipped config.toml, its templates folder made absolute (tests place it elsewhere)."""
+    data = tomllib.loads((REPO / "config.toml").read_text(encoding="utf-8"))
+    data["mailbot"]["templates"] = str(REPO / "templates")
+    return data
+
+
+def shipped_config_text(**replacements: str) -> str:
+    """config.toml as text, with its templates folder made absolute and plain replacements."""
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('templates = "templates"', f'templates = "{REPO / "templates"}"')
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text
 
 
 def make_config(

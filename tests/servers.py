@@ -114,7 +114,7 @@ mailbox_idle_check_interval = 1 secs
 
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {separator}
 }}
 
 service imap-login {{
@@ -175,11 +175,13 @@ class Dovecot:
         password: str = DEFAULT_PASSWORD,
         tls: bool = False,
         port: int | None = None,
+        separator: str = "/",
         startup_timeout: float = 15.0,
     ) -> None:
         self.username = username
         self.password = password
         self.tls = tls
+        self.separator = separator  # "." is what many real Maildir setups use
         self.port = port if port is not None else free_port(self.host)
         self.startup_timeout = startup_timeout
         self.binary = find_dovecot()
@@ -282,6 +284,7 @@ class Dovecot:
                 imap_port=imap_port,
                 imaps_port=imaps_port,
                 imaps_ssl=imaps_ssl,
+                separator=self.separator,
             )
         )
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, shipped_config_data
+from helpers import REPO, shipped_config_data, shipped_config_text
 
 from mailbot.config import ConfigError, load_config, parse_config
 
@@ -44,7 +44,7 @@ def test_plain_text_refused_for_remote_host(tmp_path: Path) -> None:
 
 def test_missing_key_named(tmp_path: Path) -> None:
     message = _broken(tmp_path, lambda d: d["events"][1].pop("deadline"))
-    assert "events.1.deadline: missing" in message
+    assert "events[1] (werkstatt-2).deadline: missing" in message
 
 
 def test_naive_datetime_refused(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_naive_datetime_refused(tmp_path: Path) -> None:
     message = _broken(
         tmp_path, lambda d: d["events"][1].update(deadline=datetime(2018, 2, 9, 23, 59))
     )
-    assert "events.1.deadline" in message and "offset" in message
+    assert "events[1] (werkstatt-2).deadline" in message and "offset" in message
 
 
 def test_unknown_key_and_bad_security(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert "OK" in ok.stdout
     broken = tmp_path / "config.toml"
     broken.write_text(
-        (REPO / "config.toml").read_text(encoding="utf-8").replace("port = 143", "port = 0"),
+        shipped_config_text().replace("port = 143", "port = 0"),
         encoding="utf-8",
     )
     bad = subprocess.run(
@@ -114,6 +114,7 @@ def test_broken_template_named_by_check(tmp_path: Path) -> None:
     templates.mkdir(parents=True)
     (templates / "confirmed.txt.j2").write_text("Hallo {{ item.nmae }}\n", encoding="utf-8")
     config = tmp_path / "config.toml"
+    # The shipped file as it is: `templates = "templates"`, relative to the config file.
     config.write_text((REPO / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "mailbot", "check", "--config", str(config)],
@@ -123,3 +124,47 @@ def test_broken_template_named_by_check(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "de/outcomes/confirmed.txt.j2:1" in result.stderr and "nmae" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["events"][1].update(capacity="30"), "events[1] (werkstatt-2).capacity"),
+        (lambda d: d["imap"].update(port="143"), "imap.port"),
+        (
+            lambda d: d["database"].update(url="notaurl"),
+            "database.url: 'notaurl' is not a database URL",
+        ),
+        (lambda d: d["mailbot"].update(templates="nonexistent"), "mailbot.templates: folder"),
+        (
+            lambda d: d["mailbot"].update(timezone="Mars/Olympus"),
+            "mailbot.timezone: unknown time zone",
+        ),
+        (lambda d: d["digest"].update(time="25:00"), "digest.time"),
+        (lambda d: d.update(events=[]), "events: List should have at least 1 item"),
+        (
+            lambda d: d["events"][1].update(deadline=d["events"][1]["end"].replace(year=2019)),
+            "deadline must not be after the end",
+        ),
+    ],
+)
+def test_more_mistakes_named(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+    assert expected in _broken(tmp_path, mutate)
+
+
+def test_only_the_contract_keys_are_needed(tmp_path: Path) -> None:
+    data = shipped_config_data()
+    del data["venue"], data["digest"], data["privacy"]
+    data["mailbot"] = {"poll_seconds": 30, "timezone": "Europe/Berlin"}
+    data["organiser"] = {k: data["organiser"][k] for k in ("name", "address", "digest_to")}
+    data["events"] = [
+        {k: e[k] for k in ("id", "number", "title", "start", "end", "deadline", "capacity")}
+        for e in data["events"]
+    ]
+    config = parse_config(data, tmp_path / "config.toml")
+    assert config.templates_dir.is_dir()
+
+
+def test_relative_sqlite_path_is_anchored_at_the_config_file(tmp_path: Path) -> None:
+    config = parse_config(shipped_config_data(), tmp_path / "etc" / "config.toml")
+    assert config.database_url == f"sqlite:///{tmp_path / 'etc' / 'mailbot.sqlite3'}"

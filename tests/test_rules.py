@@ -196,3 +196,27 @@ def test_missing_name_asks_instead_of_confirming(config: Config) -> None:
 def test_unknown_workshop_number_asks(config: Config) -> None:
     result = decide(registration("a@example.org", events=[7]), BEFORE, config, states_for(config))
     assert result.reply is ReplyKind.MISSING_DATA and "event" in result.missing
+
+
+def test_cancelling_someone_else_goes_to_review(config: Config) -> None:
+    states = states_for(config)
+    decide(registration("a@example.org"), BEFORE, config, states)
+    parsed = ParsedMail(
+        intent=Intent.CANCEL,
+        events=[2],
+        participants=[Participant(name="A", email="a@example.org")],
+        headers=MailHeaders(from_address="prankster@example.net"),
+    )
+    result = decide(parsed, BEFORE + timedelta(hours=1), config, states)
+    assert result.route is Route.REVIEW and result.outcomes == []
+    assert states["werkstatt-2"].seats["a@example.org"].status is Status.CONFIRMED
+
+
+def test_no_promotion_once_the_event_has_begun(config: Config) -> None:
+    states = states_for(config)
+    for i in range(3):
+        decide(registration(f"p{i}@example.org"), BEFORE + timedelta(minutes=i), config, states)
+    start = config.event_by_number(2).start  # type: ignore[union-attr]
+    result = decide(registration("p0@example.org", intent=Intent.CANCEL), start, config, states)
+    assert result.promotions == []
+    assert states["werkstatt-2"].waitlist() == ["p2@example.org"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import mail, make_config
+from helpers import mail, make_config, shipped_config_text
 from servers import Dovecot, SmtpSink
 
 from mailbot.inbox.imap import ImapInbox, InboxError
@@ -35,7 +35,7 @@ def test_imaps_verifies_the_certificate(tmp_path: Path, smtp_sink: SmtpSink) -> 
             ImapInbox(settings).open()
         server.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
         config = config.model_copy(update={"imap": settings})
-        store = Store(config.database.url)
+        store = Store(config.database_url)
         report = asyncio.run(Pipeline(config, store, imap_ssl_context=server.ssl_context()).cycle())
         store.close()
     assert [m.intent for m in report.mails] == ["register"]
@@ -55,7 +55,7 @@ def test_smtp_auth_used_when_configured(tmp_path: Path, dovecot: Dovecot) -> Non
             }
         )
         dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
-        store = Store(config.database.url)
+        store = Store(config.database_url)
         asyncio.run(Pipeline(config, store).cycle())
         store.close()
         assert sink.auth_attempts == [("bot@example.org", True)]
@@ -69,7 +69,7 @@ def test_smtp_down_keeps_reply_for_later(tmp_path: Path, dovecot: Dovecot) -> No
     )
     dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
     clock = [datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC"))]
-    store = Store(config.database.url)
+    store = Store(config.database_url)
     pipeline = Pipeline(config, store, clock=lambda: clock[0])
     report = asyncio.run(pipeline.cycle())  # the sink is not started: connection refused
     assert report.send.retried == 1 and report.send.sent == 0
@@ -92,8 +92,7 @@ def test_run_worker_answers_and_stops_on_sigterm(
     config_file = tmp_path / "config.toml"
     make_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port)  # validates
     config_file.write_text(
-        (Path(__file__).resolve().parents[1] / "config.toml")
-        .read_text(encoding="utf-8")
+        shipped_config_text()
         .replace("port = 143", f"port = {dovecot.port}")
         .replace("port = 25", f"port = {smtp_sink.port}")
         .replace("poll_seconds = 60", "poll_seconds = 5")
@@ -122,3 +121,17 @@ def test_run_worker_answers_and_stops_on_sigterm(
     # The answer to Anna, and today's digest (the catch-up at start) to the organisers.
     recipients = sorted(r.rcpt_tos[0] for r in smtp_sink.received)
     assert recipients == ["anna.arndt@example.org", "organisation@ils-forschung.example"]
+
+
+def test_folders_follow_the_servers_separator(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    """Many real servers separate levels with "."; config.toml keeps writing "/"."""
+    with Dovecot(separator=".") as server:
+        config = make_config(
+            tmp_path, imap_port=server.port, smtp_port=smtp_sink.port, password=server.password
+        )
+        server.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+        store = Store(config.database_url)
+        asyncio.run(Pipeline(config, store).cycle())
+        store.close()
+        assert "INBOX.Processed" in server.folders()
+        assert server.folder_uids("INBOX.Processed") == [1]

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILURE = 0, 1
 def _store(config: Config):  # type: ignore[no-untyped-def]
     from mailbot.store.db import Store
 
-    return Store(config.database.url)
+    return Store(config.database_url)
 
 
 def _now() -> datetime:

@@ -145,6 +145,10 @@ def decide(
         )
     if parsed.needs_review:
         return Decision(Route.REVIEW, parsed.needs_review, ReplyKind.RECEIVED)
+    sender = (parsed.headers.from_address or "").lower()
+    if parsed.intent is Intent.CANCEL and any(p.email != sender for p in parsed.participants):
+        # Anyone can write "please cancel X": only X's own address cancels automatically.
+        return Decision(Route.REVIEW, "cancellation for another address", ReplyKind.RECEIVED)
     if parsed.intent is Intent.UPDATE and len(parsed.participants) > 1:
         return Decision(Route.REVIEW, "replacement of one person by another", ReplyKind.RECEIVED)
 
@@ -157,7 +161,7 @@ def decide(
             else:
                 _register(decision, state, person, arrival, config, parsed.intent)
     if parsed.intent is Intent.CANCEL:
-        decision.promotions.extend(promote_waiting(states, [e.id for e in events]))
+        decision.promotions.extend(promote_waiting(states, [e.id for e in events], arrival))
     if any(o.outcome is Outcome.NOT_REGISTERED for o in decision.outcomes):
         decision.route = Route.REVIEW
         decision.reason = "cancellation for someone not registered"
@@ -165,12 +169,17 @@ def decide(
 
 
 def promote_waiting(
-    states: dict[str, EventState], event_ids: list[str] | None = None
+    states: dict[str, EventState], event_ids: list[str] | None = None, now: datetime | None = None
 ) -> list[Promotion]:
-    """Fill free seats from the head of each waiting list (after a cancellation or a capacity rise)."""
+    """Fill free seats from the head of each waiting list (after a cancellation or a capacity rise).
+
+    Nobody is promoted into an event that has already begun: the mail would come too late.
+    """
     promoted: list[Promotion] = []
     for event_id in event_ids if event_ids is not None else list(states):
         state = states[event_id]
+        if now is not None and state.event.start <= now:
+            continue
         while state.free_seats() > 0 and state.waitlist():
             email = state.waitlist()[0]
             state.seats[email] = replace(state.seats[email], status=Status.CONFIRMED)

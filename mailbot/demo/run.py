@@ -184,7 +184,7 @@ async def _demo(keep_running: bool, base: Path | None) -> int:
                 f"Delivered {len(samples)} sample mails to {config.imap.username} "
                 f"(IMAP 127.0.0.1:{imap_port}); capacity of the 2nd workshop set to {DEMO_CAPACITY}."
             )
-            store = Store(config.database.url)
+            store = Store(config.database_url)
             pipeline = Pipeline(config, store)
             report = await pipeline.cycle()
             print_table(samples, report.mails, _sent_replies(store))

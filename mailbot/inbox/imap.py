@@ -51,6 +51,7 @@ class ImapInbox:
         self._client: IMAPClient | None = None
         self.uidvalidity: int = 0
         self.can_move = False
+        self.delimiter = "/"
 
     def __enter__(self) -> ImapInbox:
         self.open()
@@ -87,15 +88,21 @@ class ImapInbox:
             client.login(s.username, s.password or "")
             self._client = client
             self.can_move = client.has_capability("MOVE")
+            self.delimiter = _delimiter(client)
             for folder in (s.processed_folder, s.review_folder):
-                if not client.folder_exists(folder):
-                    client.create_folder(folder)
-                    log.info("created IMAP folder %s", folder)
-            status = client.select_folder(s.folder)
+                name = self.server_name(folder)
+                if not client.folder_exists(name):
+                    client.create_folder(name)
+                    log.info("created IMAP folder %s", name)
+            status = client.select_folder(self.server_name(s.folder))
         except (IMAPClientError, OSError) as exc:
             self.close()
             raise InboxError(f"IMAP {s.host}:{s.port}: {_safe(exc, s.password)}") from None
         self.uidvalidity = int(status[b"UIDVALIDITY"])
+
+    def server_name(self, folder: str) -> str:
+        """Config folders are written with "/"; the server may separate levels with "." instead."""
+        return folder.replace("/", self.delimiter) if self.delimiter else folder
 
     def close(self) -> None:
         if self._client is None:
@@ -145,6 +152,7 @@ class ImapInbox:
         if not uids:
             return
         uid_list = list(uids)
+        folder = self.server_name(folder)
 
         def _do() -> None:
             if self.can_move:
@@ -164,6 +172,17 @@ class ImapInbox:
             action()  # type: ignore[operator]
         except (IMAPClientError, OSError) as exc:
             raise InboxError(f"IMAP {what} failed: {exc}") from None
+
+
+def _delimiter(client: IMAPClient) -> str:
+    """The server's hierarchy separator, from LIST "" "" (RFC 3501, 6.3.8)."""
+    try:
+        for _flags, delimiter, _name in client.list_folders("", ""):
+            if delimiter:
+                return delimiter.decode() if isinstance(delimiter, bytes) else str(delimiter)
+    except (IMAPClientError, OSError):
+        pass
+    return "/"
 
 
 def _safe(exc: BaseException, secret: str | None) -> str:

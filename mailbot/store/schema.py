@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -49,8 +50,8 @@ mailbox_state = Table(
     "mailbox_state",
     metadata,
     Column("folder", String(255), primary_key=True),
-    Column("uidvalidity", Integer, nullable=False),
-    Column("last_uid", Integer, nullable=False, default=0),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False, default=0),
     Column("last_poll_at", UtcDateTime),
 )
 
@@ -60,8 +61,9 @@ messages = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("folder", String(255), nullable=False),
-    Column("uidvalidity", Integer, nullable=False),
-    Column("uid", Integer, nullable=False),
+    # IMAP UIDs are unsigned 32-bit: more than PostgreSQL's int4 holds.
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
     Column("dedupe_key", String(512), nullable=False, unique=True),
     Column("message_id", String(998)),
     Column("arrival", UtcDateTime, nullable=False),
