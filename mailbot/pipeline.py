@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from mailbot.config import Config
 from mailbot.decide.rules import (
     Decision,
+    ReplyKind,
     Route,
 )
 from mailbot.inbox.imap import FetchedMail, ImapInbox
@@ -255,6 +256,8 @@ class Pipeline:
             row_id = row.id
             self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
         self.registrar.apply(conn, decision, parsed, states, row_id, f"reply:{row_id}")
+        if decision.reply is ReplyKind.QUESTION_RECEIVED:
+            self.registrar.forward_question(conn, parsed, mail.raw, row_id)
         return row_id, decision
 
     def _record_failure(

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from email import policy
+from email.message import EmailMessage
 
 from sqlalchemy import Connection
 
@@ -18,7 +19,9 @@ from mailbot.config import Config
 from mailbot.decide.rules import Decision, EventState, Promotion, Status, decide, promote_waiting
 from mailbot.models import ParsedMail
 from mailbot.reply.compose import promotion_request, reply_for
-from mailbot.reply.render import ReplyRequest, build_message
+from mailbot.reply.forward import question_forward
+from mailbot.reply.message import build_message
+from mailbot.reply.render import ReplyRequest
 from mailbot.store.db import Store
 
 log = logging.getLogger("mailbot")
@@ -89,15 +92,28 @@ class Registrar:
     def enqueue(
         self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
     ) -> bool:
-        now = self.clock()
-        message = build_message(request, self.config, now)
+        return self.enqueue_message(
+            conn, key, row_id, purpose, build_message(request, self.config, self.clock())
+        )
+
+    def forward_question(
+        self, conn: Connection, parsed: ParsedMail, raw: bytes, row_id: int
+    ) -> None:
+        """The participant's question, quoted, to the organisers (Reply-To the participant)."""
+        message = question_forward(parsed, raw, self.config, self.clock())
+        if message is not None:
+            self.enqueue_message(conn, f"forward:{row_id}", row_id, "forward", message)
+
+    def enqueue_message(
+        self, conn: Connection, key: str, row_id: int | None, purpose: str, message: EmailMessage
+    ) -> bool:
         return self.store.enqueue(
             conn,
             key=key,
             message_row=row_id,
             purpose=purpose,
-            recipients=[address for _, address in request.recipients],
+            recipients=[a.addr_spec for a in message["To"].addresses],
             message_id=str(message["Message-ID"]),
             raw=message.as_bytes(policy=policy.SMTP),
-            now=now,
+            now=self.clock(),
         )
