@@ -40,7 +40,7 @@ CANCEL = re.compile(
 )
 CANCEL_WEAK = re.compile(
     r"\b(?:kann|können|könnte|werde|muss)\s+(?:ich|wir|er|sie)?\s*[^.!?\n]{0,80}?\bnicht\s+"
-    r"(?:\w+\s+){0,2}(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
+    r"(?:\w+\s+){0,4}?(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
     r"\bnicht\s+(?:teilnehmen|kommen)\s+(?:kann|können)\b|\bleider\s+(?:doch\s+)?nicht\b",
     _I,
 )
@@ -60,6 +60,8 @@ REGISTER = re.compile(
     r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
     r"(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:mich|uns|ihn)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
+    r"\bmelde[nt]?\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:kolleg\w*|mitarbeit\w*|personen|"
+    r"teilnehmer\w*|folgende\w*)\b[^!?\n]{0,120}?\ban\b(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:hier|anbei|hiermit)\s+(?:ist\s+|kommt\s+|sende\s+ich\s+(?:ihnen\s+)?)?"
     r"(?:meine|unsere|die)\s+anmeldung|\banmeldung\s+(?:von|des|der)\s+(?:herrn?|frau)\b|"
     r"\bsage\s+(?:[\w.]+\s+){0,6}?zu\b(?!\s*(?:dem|den|der|einem|einer|kommen|sein)\b)|\bzusage\b|"
