@@ -6,13 +6,14 @@ shows is what would be sent: headers, text part, HTML part and the calendar entr
 
 from __future__ import annotations
 
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 from mailbot.config import Config
 from mailbot.reply import SCENARIOS
 from mailbot.reply.message import build_message
-from mailbot.reply.samples import SAMPLE_NOW, as_bytes, sample_forward, sample_request
+from mailbot.reply.samples import SAMPLE_NOW, sample_forward, sample_request
 
 __all__ = ["SCENARIOS", "preview"]
 _SHOWN_HEADERS = ("From", "To", "Reply-To", "Subject", "In-Reply-To", "Auto-Submitted")
@@ -51,5 +52,5 @@ def preview(
             raise ValueError(f"the {scenario} mail has no HTML part")
         html_path.write_text(str(html.get_content()), encoding="utf-8")
     if eml_path is not None:
-        eml_path.write_bytes(as_bytes(message))
+        eml_path.write_bytes(message.as_bytes(policy=policy.SMTP))  # as the outbox stores it
     return "\n".join(lines)

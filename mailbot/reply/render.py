@@ -167,11 +167,6 @@ def render_bodies(
     return text, html
 
 
-def render_text(request: ReplyRequest, config: Config) -> str:
-    """The text body alone (what tests and logs read first)."""
-    return render_bodies(request, config)[0]
-
-
 def _known(config: Config, event_id: str) -> str:
     if config.event_by_id(event_id) is None:
         raise TemplateProblem(f"reply names an unknown event {event_id!r}")

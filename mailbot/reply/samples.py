@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import policy
 from email.message import EmailMessage
 
 from icalendar import Calendar
@@ -124,8 +123,3 @@ def _problems(message: EmailMessage) -> list[str]:
             except ValueError as exc:
                 found.append(f"{part.get_filename()}: not valid iCalendar ({exc})")
     return found
-
-
-def as_bytes(message: EmailMessage) -> bytes:
-    """The bytes the outbox stores, for `mailbot preview --eml`."""
-    return message.as_bytes(policy=policy.SMTP)
