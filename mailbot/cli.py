@@ -56,6 +56,18 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.reply.preview import preview
+    from mailbot.reply.render import TemplateProblem
+
+    try:
+        print(preview(config, args.outcome, args.lang, args.event, args.html, args.eml))
+    except (TemplateProblem, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, TemplateProblem) else EXIT_FAILURE
+    return EXIT_OK
+
+
 def cmd_parse(args: argparse.Namespace, config: Config | None) -> int:
     from mailbot.parse import parse_mail
 
@@ -150,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate the config and render every reply template. Example: mailbot check --config config.toml",
     )
     p.set_defaults(func=cmd_check, needs_config=True)
+
+    from mailbot.reply import SCENARIOS
+
+    p = sub.add_parser(
+        "preview",
+        parents=[common],
+        help="show any reply with sample data",
+        description="Render one reply as a participant would get it, with sample data. "
+        "Example: mailbot preview confirmed --lang en --html /tmp/confirmed.html",
+    )
+    p.add_argument("outcome", choices=SCENARIOS, metavar="OUTCOME", help=", ".join(SCENARIOS))
+    p.add_argument("--lang", choices=("de", "en"), default="de", help="language (default: de)")
+    p.add_argument("--event", metavar="ID", help="event id (default: the next real event)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write the HTML part here")
+    p.add_argument("--eml", type=Path, metavar="FILE", help="also write the whole mail here")
+    p.set_defaults(func=cmd_preview, needs_config=True)
 
     p = sub.add_parser(
         "parse",

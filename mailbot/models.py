@@ -74,6 +74,10 @@ class ParsedMail(BaseModel):
     )
     headers: MailHeaders = Field(default_factory=MailHeaders)
     bounced_addresses: list[str] = Field(default_factory=list)
+    attachments: list[str] = Field(
+        default_factory=list,
+        description="Attachments that were not read (file names), so a human can look at them.",
+    )
 
     def contract_dict(self, file: str) -> dict[str, object]:
         """The JSON object `mailbot parse --json` prints: exactly the agreed keys."""

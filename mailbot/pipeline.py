@@ -226,7 +226,7 @@ class Pipeline:
                     row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
                 place = MailPlace(folder, uidvalidity, mail.uid, key)
                 row_id, decision = self.registrar.settle_mail(
-                    conn, parsed, arrival, place, row, forwarded_by=forwarded_by
+                    conn, parsed, arrival, place, row, forwarded_by=forwarded_by, raw=mail.raw
                 )
         except Exception as exc:  # the one place a failing mail is caught
             return self._record_failure(mail, uidvalidity, key, parsed, row, exc)

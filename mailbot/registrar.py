@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,6 +22,7 @@ from mailbot.decide.rules import (
     Decision,
     EventState,
     Promotion,
+    ReplyKind,
     Route,
     Status,
     decide,
@@ -28,7 +30,9 @@ from mailbot.decide.rules import (
 )
 from mailbot.models import Intent, ParsedMail
 from mailbot.reply.compose import promotion_request, reply_for
-from mailbot.reply.render import ReplyRequest, build_message
+from mailbot.reply.forward import question_forward
+from mailbot.reply.message import build_message
+from mailbot.reply.render import ReplyRequest
 from mailbot.store.db import Store, parsed_to_json
 
 log = logging.getLogger("mailbot")
@@ -89,6 +93,7 @@ class Registrar:
         *,
         reply: bool = True,
         forwarded_by: str | None = None,
+        raw: bytes | None = None,
     ) -> tuple[int, Decision]:
         """Decide on one mail and record it with its outcome, changes and reply: one transaction."""
         now = self.clock()
@@ -123,6 +128,8 @@ class Registrar:
             row_id = row.id
             self.store.update_message(conn, row_id, now, attempts=row.attempts + 1, **values)
         self.apply(conn, decision, parsed, states, row_id, f"reply:{row_id}")
+        if decision.reply is ReplyKind.QUESTION_RECEIVED and raw is not None:
+            self.forward_question(conn, parsed, raw, row_id)
         return row_id, decision
 
     def promote_free_seats(self, conn: Connection) -> list[Promotion]:
@@ -160,15 +167,28 @@ class Registrar:
     def enqueue(
         self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
     ) -> bool:
-        now = self.clock()
-        message = build_message(request, self.config, now)
+        return self.enqueue_message(
+            conn, key, row_id, purpose, build_message(request, self.config, self.clock())
+        )
+
+    def forward_question(
+        self, conn: Connection, parsed: ParsedMail, raw: bytes, row_id: int
+    ) -> None:
+        """The participant's question, quoted, to the organisers (Reply-To the participant)."""
+        message = question_forward(parsed, raw, self.config, self.clock())
+        if message is not None:
+            self.enqueue_message(conn, f"forward:{row_id}", row_id, "forward", message)
+
+    def enqueue_message(
+        self, conn: Connection, key: str, row_id: int | None, purpose: str, message: EmailMessage
+    ) -> bool:
         return self.store.enqueue(
             conn,
             key=key,
             message_row=row_id,
             purpose=purpose,
-            recipients=[address for _, address in request.recipients],
+            recipients=[a.addr_spec for a in message["To"].addresses],
             message_id=str(message["Message-ID"]),
             raw=message.as_bytes(policy=policy.SMTP),
-            now=now,
+            now=self.clock(),
         )

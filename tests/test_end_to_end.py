@@ -134,7 +134,7 @@ def test_registration_season(config: Config, dovecot: Dovecot, smtp_sink: SmtpSi
     for item, message in zip(smtp_sink.received, sent, strict=True):
         assert item.mail_from == config.organiser.address
         for rcpt in item.rcpt_tos:
-            by_rcpt.setdefault(rcpt, []).append(message.get_content())
+            by_rcpt.setdefault(rcpt, []).append(message.get_body(("plain",)).get_content())
         assert message["Auto-Submitted"] == "auto-replied"
         assert message["Message-ID"].endswith("@ils-forschung.example>")
         assert message["From"].addresses[0].addr_spec == config.organiser.address
@@ -211,7 +211,13 @@ def test_question_goes_to_review_unread(
     run_cycle(config)
     assert dovecot.flags(config.imap.review_folder) == {1: set()}
     assert dovecot.folder_uids("INBOX") == []
-    assert "Frage" in smtp_sink.message().get_content()
+    answer, forward = smtp_sink.messages()
+    assert smtp_sink.received[0].rcpt_tos == ["hanna.horn@example.org"]
+    assert "Frage" in answer.get_body(("plain",)).get_content()
+    # The question itself goes to the organisers, quoted, with Reply-To the participant.
+    assert smtp_sink.received[1].rcpt_tos == config.organiser.digest_to
+    assert forward["Reply-To"].addresses[0].addr_spec == "hanna.horn@example.org"
+    assert "> Guten Tag, gibt es in der Nähe des ILS einen Parkplatz?" in forward.get_content()
 
 
 def test_failing_mail_is_retried_then_quarantined(
@@ -338,7 +344,7 @@ def test_raised_capacity_promotes_on_next_cycle(
     promotion = smtp_sink.message()
     assert smtp_sink.received[-1].rcpt_tos == ["bernd.brandt@example.org"]
     assert promotion["Subject"].startswith("Sie sind nachgerückt")
-    assert "nachgerückt" in promotion.get_content()
+    assert "nachgerückt" in promotion.get_body(("plain",)).get_content()
     run_cycle(bigger, in_january)
     assert len(smtp_sink.received) == 3  # no second promotion mail
 

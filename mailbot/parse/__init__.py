@@ -15,69 +15,33 @@ from email.message import Message
 from email.utils import parsedate_to_datetime
 
 from mailbot.models import Intent, MailHeaders, ParsedMail, Participant
-from mailbot.parse import details, fields, people
-from mailbot.parse.autoreply import (
-    BOUNCE_SUBJECT,
-    auto_reply_reason,
-    bounced_addresses,
-    is_autoreply_subject,
-    is_bounce,
-    is_read_receipt,
+from mailbot.parse import details, events, fields, machine, participants, people
+from mailbot.parse.autoreply import auto_reply_reason, is_bounce
+from mailbot.parse.machine import bounced_addresses
+from mailbot.parse.mime import (
+    addresses,
+    attached_mails,
+    attachment_names,
+    body_text,
+    header,
+    parse_bytes,
 )
-from mailbot.parse.mime import addresses, body_text, header, parse_bytes
 from mailbot.parse.quotes import body_without_signature, split_quoted
 
 __all__ = ["auto_reply_reason", "bounced_addresses", "is_bounce", "parse_mail"]
 
-_FREEMAIL = frozenset(
-    [
-        "gmail.com",
-        "googlemail.com",
-        "web.de",
-        "gmx.de",
-        "gmx.net",
-        "gmx.at",
-        "t-online.de",
-        "yahoo.com",
-        "yahoo.de",
-        "hotmail.com",
-        "hotmail.de",
-        "outlook.com",
-        "outlook.de",
-        "live.com",
-        "live.de",
-        "icloud.com",
-        "me.com",
-        "aol.com",
-        "freenet.de",
-        "posteo.de",
-        "mailbox.org",
-        "arcor.de",
-        "example.com",
-        "example.net",
-        "example.org",
-    ]
-)
-_AUTOREPLY_BODY = re.compile(
-    r"abwesend|nicht\s+im\s+büro|out\s+of\s+(?:the\s+)?office|im\s+urlaub|on\s+(?:annual\s+)?"
-    r"leave|vacation|limited\s+access|eingeschränkt\w*\s+zugriff|nicht\s+erreichbar|"
-    r"nicht\s+mehr\s+(?:bei|für|im|in)\b|no\s+longer\s+(?:with|work)|nicht\s+weitergeleitet|"
-    r"automatisch\w*\s+(?:antwort|nachricht)|automatic\w*\s+(?:reply|generated|response)|"
-    r"\bbin\s+bis\b|\buntil\b|travell?ing",
-    re.IGNORECASE,
-)
-_BOUNCE_BODY = re.compile(
-    r"could\s+not\s+be\s+delivered|undeliverable|delivery\s+(?:has\s+)?failed|nicht\s+zugestellt|"
-    r"unzustellbar|user\s+unknown|mailbox\s+(?:is\s+)?(?:full|unavailable)|returned\s+to\s+sender|"
-    r"permanent\s+(?:error|failure)|\b5\.\d\.\d+\b|delivery\s+status\s+notification|"
-    r"failed\s+recipient|unknown\s+user|no\s+such\s+user|full\s+mailbox|invalid\s+user|"
-    r"could\s+not\s+deliver|permanent\s+fatal|mailbox\s+unavailable|not\s+be\s+delivered|"
-    r"delivery\s+to\s+the\s+following\s+recipients?\s+failed|recipient\s+address\s+rejected",
-    re.IGNORECASE,
-)
 MAX_OWN_CHARS = 30_000  # a registration is short; more text only costs time
-_LIST_REASON = re.compile(r"^(?:Precedence: (?:bulk|list|junk)|List-)", re.IGNORECASE)
-_DAEMON_REASON = re.compile(r"is (?:mailer-daemon|mailer_daemon|post_?master)$", re.IGNORECASE)
+MAX_FORWARD_DEPTH = 3  # a forward of a forward of a forward is read; deeper nesting is not
+ACTIONABLE = (Intent.REGISTER, Intent.CANCEL, Intent.UPDATE)
+_FORWARD_WORDS = re.compile(
+    r"weiterleit|leite\w*\s+(?:\w+\s+){0,8}?weiter\b|\bforward|\banbei\b|\bim\s+anhang\b|"
+    r"\battached\b|\bbeigefügt",
+    re.IGNORECASE,
+)
+_POINTS_TO_ATTACHMENT = re.compile(
+    r"\banbei\b|\bim\s+anhang\b|\battached\b|\battachment\b|\bbeigefügt|\bformular\b|\bform\b",
+    re.IGNORECASE,
+)
 
 
 def parse_mail(
@@ -127,110 +91,11 @@ def _headers(msg: Message, reason: str | None) -> MailHeaders:
     )
 
 
-def _machine_intent(msg: Message, subject: str, text: str, reason: str | None) -> Intent | None:
-    """Bounce/auto-reply/list decided from headers (and a glance at the text)."""
-    if is_bounce(msg):
-        return Intent.BOUNCE
-    if is_read_receipt(msg) or is_autoreply_subject(subject):
-        return Intent.AUTOREPLY
-    if reason == "multipart/report":  # abuse reports and other machine reports
-        return Intent.OTHER
-    auto = header(msg, "Auto-Submitted").lower()
-    precedence = header(msg, "Precedence").lower().strip()
-    if (
-        auto.startswith("auto-replied")
-        or precedence == "auto_reply"
-        or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
-        or msg.get("X-MS-Exchange-Inbox-Rules-Loop") is not None
-    ):
-        return Intent.BOUNCE if _BOUNCE_BODY.search(text[:5000]) and not auto else Intent.AUTOREPLY
-    if reason and _DAEMON_REASON.search(reason):
-        return Intent.BOUNCE
-    if reason and re.match(r"(?:From|Return-Path|Sender) is ", reason):
-        return Intent.OTHER  # list servers, list owners, no-reply senders: nobody to talk to
-    if reason == "empty Return-Path" or (auto and auto != "no"):
-        if _BOUNCE_BODY.search(text[:5000]):
-            return Intent.BOUNCE
-        if _AUTOREPLY_BODY.search(text[:5000]) or reason == "empty Return-Path":
-            return Intent.AUTOREPLY
-        return Intent.OTHER
-    if reason and _LIST_REASON.search(reason):
-        return Intent.OTHER
-    if BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(text[:20_000]):
-        return Intent.BOUNCE
-    return None
-
-
-def _domain(address: str | None) -> str:
-    return address.rsplit("@", 1)[-1] if address and "@" in address else ""
-
-
-def _participants(
-    msg: Message, own: str, signature: str, intent: Intent, review: list[str]
-) -> tuple[list[people.Person], dict[str, str]]:
-    """Participants with organisations, plus the form fields of the first form block."""
-    sender_pairs = addresses(msg, "From")
-    from_name, from_addr = sender_pairs[0] if sender_pairs else ("", "")
-    names = {a: n for h in ("From", "To", "Cc", "Reply-To") for n, a in addresses(msg, h) if n}
-    inbox = {a for _, a in addresses(msg, "To")} - {from_addr}
-    inbox_domains = {_domain(a) for a in inbox} - {_domain(from_addr)}
-    sender = people.Person(people.sender_name(from_name), from_addr)
-    if not signature:
-        signature = people.signature_after_name(own, sender.name)
-    text = body_without_signature(own, signature)
-    org = people.signature_org(signature, sender.name) or people.inline_org(text)
-    forms = people.form_people(own)
-    found: list[people.Person] = []
-    form0: dict[str, str] = {}
-    for entry in forms:  # shared answers (lunch, role, notes) may sit in any block
-        for key, value in entry.items():
-            form0.setdefault(key, value)
-    if forms:
-        for entry in forms:
-            email = (entry.get("email") or "").lower()
-            match = people.EMAIL_RE.search(email)
-            email = match.group(0) if match else (from_addr if len(forms) == 1 else "")
-            name = people.clean_name(entry.get("name")) or (
-                sender.name if email == from_addr else None
-            )
-            found.append(people.Person(name, email, entry.get("org")))
-    else:
-        body = [
-            p
-            for p in people.body_people(own, names, inbox)
-            if _domain(p.email) not in inbox_domains
-        ]
-        for person in body:
-            if person.name is None and person.email == from_addr:
-                person.name = sender.name
-        found = [p for p in body if p.name]
-        substitute = bool(fields.SUBSTITUTE.search(own))
-        proxy = people.acts_for_other(own)
-        include_sender = substitute or not proxy or people.writes_for_self(own)
-        if not found:
-            name = people.proxy_name(text) if proxy else None
-            found = [people.Person(name or sender.name, from_addr)]
-        elif include_sender and not any(
-            p.email == from_addr or people.same_person(p.name, sender.name) for p in found
-        ):
-            found.insert(0, sender)
-    found = people.dedupe([p for p in found if p.email or p.name])
-    for person in found:
-        is_sender = person.email == from_addr or people.same_person(person.name, sender.name)
-        same_org = _domain(person.email) == _domain(from_addr) and (
-            _domain(from_addr) not in _FREEMAIL
-        )
-        if not person.org and (is_sender or same_org):
-            person.org = org
-    if not found or any(not p.email for p in found):
-        review.append("no participant e-mail found")
-    elif any(not p.name for p in found):
-        review.append("participant name missing")
-    return found, form0
-
-
 def _parse(raw: bytes, default_event: int, known: tuple[int, ...]) -> ParsedMail:
-    msg = parse_bytes(raw)
+    return _read(parse_bytes(raw), default_event, known, depth=0)
+
+
+def _read(msg: Message, default_event: int, known: tuple[int, ...], depth: int) -> ParsedMail:
     reason = auto_reply_reason(msg)
     hdrs = _headers(msg, reason)
     body = body_text(msg)
@@ -241,13 +106,14 @@ def _parse(raw: bytes, default_event: int, known: tuple[int, ...]) -> ParsedMail
     if not own.strip() and not subject.strip() and not msg.keys():
         return ParsedMail(intent=Intent.OTHER, headers=hdrs, needs_review="empty message")
 
-    intent = _machine_intent(msg, subject, body.text, reason)
+    intent = machine.machine_intent(msg, subject, body.text, reason)
+    if intent is None and machine.human_autoreply(own):
+        intent = Intent.AUTOREPLY
     if intent is not None:
-        lang = fields.language(own or subject)
         bounced = bounced_addresses(msg) if intent == Intent.BOUNCE else []
         return ParsedMail(
             intent=intent,
-            language=lang,
+            language=fields.language(own or subject),
             headers=hdrs,
             bounced_addresses=bounced,
             needs_review="; ".join(review) or None,
@@ -267,24 +133,61 @@ def _parse(raw: bytes, default_event: int, known: tuple[int, ...]) -> ParsedMail
             intent, why = fwd_intent, "forwarded mail, read from the forwarded part"
             own = split.quoted[:20_000]
             text = own
+    forwarded = _forwarded(msg, text, subject, intent, default_event, known, depth)
+    if forwarded is not None:
+        forwarded.headers = hdrs
+        return forwarded
     if why:
         review.append(why)
     result = ParsedMail(
         intent=intent,
         language=fields.language(own or subject),
-        events=fields.events(text, subject, intent, default_event, known),
+        events=events.events(text, subject, intent, default_event, known),
         headers=hdrs,
+        attachments=attachment_names(msg),
     )
-    if intent in (Intent.REGISTER, Intent.CANCEL, Intent.UPDATE):
-        found, form = _participants(msg, own, split.signature, intent, review)
+    if intent in ACTIONABLE:
+        found, form0 = participants.find(msg, own, split.signature, review)
         result.participants = [
             Participant(name=p.name, email=p.email or "", organisation=p.org) for p in found
         ]
         if intent != Intent.CANCEL:
-            result.lunch = details.lunch(text, form.get("lunch"))
-            result.role = details.role(text, form.get("role"))
+            result.lunch = details.lunch(text, form0.get("lunch"))
+            result.role = details.role(text, form0.get("role"))
             result.notes = details.notes(
-                text, [form.get("notes", "")], [p.name or "" for p in found]
+                text, [form0.get("notes", "")], [p.name or "" for p in found]
             )
+        if result.attachments and not has_form and _POINTS_TO_ATTACHMENT.search(text):
+            review.append("details may be in an attachment that was not read")
     result.needs_review = "; ".join(dict.fromkeys(review)) or None
     return result
+
+
+def _forwarded(
+    msg: Message,
+    text: str,
+    subject: str,
+    intent: Intent,
+    default_event: int,
+    known: tuple[int, ...],
+    depth: int,
+) -> ParsedMail | None:
+    """The reading of a mail forwarded as an attachment, when that is what this mail is about.
+
+    A secretary forwards the boss's own registration ("anbei leite ich … weiter"): the
+    attached message names the participant, so its reading replaces the cover note's.
+    """
+    if depth >= MAX_FORWARD_DEPTH:
+        return None
+    if intent in ACTIONABLE and not (
+        _FORWARD_WORDS.search(text) or re.match(r"\s*(wg|fw|fwd)\s*:", subject, re.I)
+    ):
+        return None
+    organisers = {a for h in ("To", "Cc") for _, a in addresses(msg, h)}
+    for inner in attached_mails(msg):
+        if {a for _, a in addresses(inner, "From")} & organisers:
+            continue  # our own invitation or confirmation, forwarded back to us
+        result = _read(inner, default_event, known, depth + 1)
+        if result.intent in ACTIONABLE:
+            return result
+    return None

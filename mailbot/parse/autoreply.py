@@ -155,7 +155,7 @@ def _clean_recipient(value: str) -> str | None:
     return match.group(0) if match else None
 
 
-def bounced_addresses(msg: Message) -> list[str]:
+def bounced_addresses(msg: Message, text_fallback: bool = True) -> list[str]:
     """Recipients a bounce reports as failed (DSN fields first, else addresses in the text)."""
     found: list[str] = []
     for block in _dsn_blocks(msg):
@@ -166,7 +166,7 @@ def bounced_addresses(msg: Message) -> list[str]:
         addr = _clean_recipient(value) if value else None
         if addr and addr not in found:
             found.append(addr)
-    if found or _dsn_blocks(msg):
+    if found or _dsn_blocks(msg) or not text_fallback:
         return found
     own = {a for name in ("To", "Cc", "From") for _, a in addresses(msg, name)}
     text = body_text(msg).text[:20_000]

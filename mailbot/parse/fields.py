@@ -1,4 +1,4 @@
-"""What the sender's own words say: intent, language, workshops, lunch, role and notes.
+"""What the sender's own words say: intent and language (workshops: events.py).
 
 These are keyword and phrase rules over the unquoted text (German and English), written as
 general patterns of how people register, cancel, change or ask, not as a list of sample
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mailbot.models import Intent
-from mailbot.parse.text import clauses, sentences
+from mailbot.parse.text import sentences
 
 _I = re.IGNORECASE
 
@@ -40,7 +40,7 @@ CANCEL = re.compile(
 )
 CANCEL_WEAK = re.compile(
     r"\b(?:kann|können|könnte|werde|muss)\s+(?:ich|wir|er|sie)?\s*[^.!?\n]{0,80}?\bnicht\s+"
-    r"(?:\w+\s+){0,2}(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
+    r"(?:\w+\s+){0,4}?(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
     r"\bnicht\s+(?:teilnehmen|kommen)\s+(?:kann|können)\b|\bleider\s+(?:doch\s+)?nicht\b",
     _I,
 )
@@ -60,6 +60,8 @@ REGISTER = re.compile(
     r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
     r"(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:mich|uns|ihn)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
+    r"\bmelde[nt]?\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:kolleg\w*|mitarbeit\w*|personen|"
+    r"teilnehmer\w*|folgende\w*)\b[^!?\n]{0,120}?\ban\b(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:hier|anbei|hiermit)\s+(?:ist\s+|kommt\s+|sende\s+ich\s+(?:ihnen\s+)?)?"
     r"(?:meine|unsere|die)\s+anmeldung|\banmeldung\s+(?:von|des|der)\s+(?:herrn?|frau)\b|"
     r"\bsage\s+(?:[\w.]+\s+){0,6}?zu\b(?!\s*(?:dem|den|der|einem|einer|kommen|sein)\b)|\bzusage\b|"
@@ -79,7 +81,7 @@ REGISTER = re.compile(
     r"\bbestätige\w*\s+(?:ich\s+|wir\s+)?(?:hiermit\s+)?(?:meine|unsere|die)\s+teilnahme|"
     r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
     r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
-    r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:\w+\s+){0,2}?dabei\b|\bbin\s+ich\s+(?:\w+\s+){0,3}?dabei\b",
+    r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:[\w.]+\s+){0,3}?dabei\b|\bbin\s+ich\s+(?:[\w.]+\s+){0,3}?dabei\b",
     _I,
 )
 CONDITIONAL = re.compile(
@@ -105,31 +107,6 @@ _ADDRESSES = re.compile(r"[^\s@<>()]{1,64}@[^\s@<>()]{1,255}|https?://\S+|www\.\
 NEGATION = re.compile(
     r"\bnicht\b|\bkein\w*|\bnot\b|n['’]t\b|\bverzicht\w*|\bnein\b|\bno\b|\bskip\b|\bohne\b|"
     r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
-    _I,
-)
-_ORDINALS = {
-    "erste": 1, "first": 1, "1st": 1, "zweite": 2, "second": 2, "2nd": 2,
-    "dritte": 3, "third": 3, "3rd": 3, "vierte": 4, "fourth": 4, "4th": 4,
-}  # fmt: skip
-_MONTHS = (
-    r"jan|feb|mär|mar|apr|mai|may|jun|jul|aug|sep|okt|oct|nov|dez|dec|\d"  # "9. Februar", "22.02."
-)
-_EVENT_NUM = re.compile(
-    rf"\b([1-9])\s*\.\s*(?:(?:und|oder|sowie|,|&|/|and|or)\s*(?:die\s+|der\s+|zur\s+|the\s+)?"
-    rf"([1-9])\s*\.\s*)?(?:werkst[aä]tt|workshop|termin|veranstaltung)|"
-    rf"(?:werkstatt|workshop)\s*(?:nr\.?|no\.?|nummer|number|#)?\s*([1-9])\b(?!\s*[.:]\s*\d)|"
-    rf"\b(?:die|der|zur|für\s+die)\s+([1-9])\s*\.(?!\s*(?:{_MONTHS}))",
-    _I,
-)
-_EVENT_ORD = re.compile(
-    r"\b(erste|zweite|dritte|vierte|first|second|third|fourth|1st|2nd|3rd|4th)[nrs]?\s+"
-    r"(?:werkstatt|workshop|termin|veranstaltung|session)",
-    _I,
-)
-_ALL_EVENTS = re.compile(
-    r"\balle(?:n)?\s+(?:vier|4|drei|weiteren)?\s*(?:werkst[aä]tten|termine[n]?|veranstaltungen)|"
-    r"\ball\s+(?:four|4)?\s*(?:workshops|sessions|dates)|gesamte[n]?\s+(?:werkstatt)?reihe|"
-    r"ganze[n]?\s+(?:werkstatt)?reihe|whole\s+series|entire\s+series",
     _I,
 )
 _DE = re.compile(
@@ -181,6 +158,7 @@ def classify(own: str, subject: str, has_form: bool = False) -> tuple[Intent, st
         or (CANCEL.search(both) and RELEVANT.search(both))
         or SUBSTITUTE.search(own)
         or (is_reply and EVENT_WORDS.search(subject))
+        or (UPDATE.search(own) and EXISTING.search(both))
     )
     if not strong:
         # Registration words alone (newsletters, account mails) are no workshop mail;
@@ -210,35 +188,3 @@ def classify(own: str, subject: str, has_form: bool = False) -> tuple[Intent, st
     if EVENT_WORDS.search(both):
         return Intent.QUESTION, "intent unclear"
     return Intent.OTHER, "intent unclear"
-
-
-def _mentions(text: str, known: tuple[int, ...]) -> list[int]:
-    found: list[int] = []
-    if _ALL_EVENTS.search(text):
-        found.extend(known)
-    for match in _EVENT_NUM.finditer(text):
-        found.extend(int(g) for g in match.groups() if g)
-    for match in _EVENT_ORD.finditer(text):
-        found.append(_ORDINALS[match.group(1).lower()])
-    return [n for n in found if n in known]
-
-
-def events(
-    own: str, subject: str, intent: Intent, default: int, known: tuple[int, ...]
-) -> list[int]:
-    """Workshop numbers the mail is about; [default] when none is named."""
-    if intent in (Intent.AUTOREPLY, Intent.BOUNCE, Intent.OTHER):
-        return []
-    positive: list[int] = []
-    negative: list[int] = []
-    for sentence in sentences(own):
-        for clause in clauses(sentence):
-            nums = _mentions(clause, known)
-            if not nums:
-                continue
-            neg = bool(NEGATION.search(clause) or CANCEL.search(clause))
-            (negative if neg else positive).extend(nums)
-    chosen = (negative or positive) if intent == Intent.CANCEL else positive
-    if not positive and not negative:  # nothing in the text: the subject may name it
-        chosen = _mentions(REPLY_SUBJECT.sub("", subject), known)
-    return sorted(set(chosen)) or [default]

@@ -9,7 +9,6 @@ text while staying within fixed bounds and never raising on bad input.
 
 from __future__ import annotations
 
-import codecs
 import email
 import re
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
+from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.htmltext import html_to_text
 
 MAX_RAW_BYTES = 10_000_000
@@ -25,20 +25,6 @@ MAX_PARTS = 200
 MAX_DEPTH = 20
 MAX_TEXT_CHARS = 200_000
 MAX_HTML_CHARS = 1_000_000
-
-# Charset labels that mail clients write but Python does not know, mapped to a codec.
-_CHARSET_ALIASES = {
-    "x-unknown": "utf-8",
-    "unknown-8bit": "utf-8",
-    "unknown": "utf-8",
-    "x-user-defined": "cp1252",
-    "ks_c_5601-1987": "cp949",
-    "iso-8859-8-i": "iso-8859-8",
-    "windows-874": "cp874",
-    "x-mac-roman": "mac_roman",
-    "ansi_x3.4-1968": "ascii",
-    "utf8": "utf-8",
-}
 
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -58,35 +44,6 @@ def parse_bytes(raw: bytes) -> Message:
     if len(raw) > MAX_RAW_BYTES:
         raw = raw[:MAX_RAW_BYTES]
     return email.message_from_bytes(raw)
-
-
-def _codec(charset: str | None) -> str | None:
-    if not charset:
-        return None
-    name = str(charset).strip().strip('"').lower()
-    name = _CHARSET_ALIASES.get(name, name)
-    try:
-        return codecs.lookup(name).name
-    except (LookupError, ValueError):
-        return None
-
-
-def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, bool]:
-    """Decode with the declared charset, then UTF-8, then cp1252, then Latin-1.
-
-    Returns the text and whether a strict decode succeeded (False means characters were
-    replaced and the result may be garbled).
-    """
-    tried: list[str] = []
-    for candidate in (_codec(charset), "utf-8", "cp1252"):
-        if candidate is None or candidate in tried:
-            continue
-        tried.append(candidate)
-        try:
-            return data.decode(candidate), True
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return data.decode("latin-1", errors="replace"), False
 
 
 def _unsurrogate(value: str) -> str:
@@ -274,3 +231,40 @@ def body_text(msg: Message) -> Body:
         body.problems.append("body truncated")
     body.text = text
     return body
+
+
+def attached_mails(msg: Message, limit: int = 3) -> list[Message]:
+    """Mails attached as message/rfc822 (forwarded "as attachment"), at most `limit`."""
+    found: list[Message] = []
+    for part, _depth in iter_parts(msg):
+        if content_type(part) != "message/rfc822":
+            continue
+        try:
+            payload = part.get_payload()
+        except Exception:
+            continue
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            found.append(inner)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def attachment_names(msg: Message, limit: int = 20) -> list[str]:
+    """File names (or types) of the parts that are skipped as attachments."""
+    names: list[str] = []
+    for part, _depth in iter_parts(msg):
+        ctype = content_type(part)
+        if ctype.startswith("multipart/") or not (
+            is_attachment(part) or not ctype.startswith(("text/", "message/"))
+        ):
+            continue
+        try:
+            name = decode_header_value(part.get_filename() or "") or ctype
+        except Exception:
+            name = ctype
+        names.append(name[:200])
+        if len(names) >= limit:
+            break
+    return names

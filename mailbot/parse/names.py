@@ -13,9 +13,12 @@ import unicodedata
 
 _TITLE = re.compile(
     r"(?<![\w-])(?:Prof(?:essor|\.)?(?:\s*em\.)?|Dr\.?(?:\s*-?\s*Ing\.?|\s*rer\.\s*\w+\.|"
-    r"\s*phil\.|\s*med\.|\s*jur\.|\s*h\.\s*c\.|\s*ir\.)?|PD|Priv\.-Doz\.|Dipl\.-[\w.]+|Dipl\.|"
+    r"\s*phil\.|\s*med\.|\s*jur\.|\s*h\.\s*c\.|\s*ir\.)?|PD|Priv\.-Doz\.|Dipl\.-[\w.-]+|Dipl\.|"
     r"Dipl-Ing\.?|M\.\s?A\.|M\.\s?Sc\.|B\.\s?A\.|B\.\s?Sc\.|MBA|Ph\.?\s?D\.?|Mag\.|ir\.|Ing\.|"
-    r"Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|Miss|Sir|i\.\s?A\.|i\.\s?V\.|RA|StR|OStR)(?![\w-])",
+    r"Herrn?|Frau|Mr\.?|Mrs\.?|Ms\.?|Mx\.?|Miss|Sir|i\.\s?A\.|i\.\s?V\.|RA|StR|OStR|StD|OStD|"
+    r"Univ\.-Prof\.|Jun\.-Prof\.|apl\.|Hon\.-Prof\.|Rev\.|Revd\.?|LL\.\s?M\.|M\.\s?Eng\.|"
+    r"Pfarrer(?:in)?|Pastor(?:in)?|Dekan(?:in)?|Diakon(?:in)?|(?:Ober)?[Bb]ürgermeister(?:in)?|"
+    r"Landrat|Landrätin|Ratsherr|Ratsfrau)(?![\w-])",
 )
 _PARTICLES = frozenset(
     [

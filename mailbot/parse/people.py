@@ -16,13 +16,12 @@ from mailbot.parse.names import (
     NAME_RE,
     clean_name,
     find_name_for_address,
-    looks_like_person,
     name_matches_address,
     same_person,
     strip_titles,
 )
+from mailbot.parse.orgs import EMAIL_RE
 
-EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _FIELD = re.compile(r"^\s*[-*•]?\s*([A-Za-zÄÖÜäöüß][\w ./()-]{0,40}?)\s*:\s*(.*\S)?\s*$")
 _KEYS = {
     "name": r"name|vor-?\s*und\s+nachname|voller\s+name|full\s+name|teilnehmer(?:in)?|"
@@ -44,16 +43,33 @@ _EXCLUDE_CONTEXT = re.compile(
     r"dringend|urgent|rückfragen|questions|abgeschaltet",
     re.IGNORECASE,
 )
+# Phrases of someone who registers another person (secretaries, team leads, assistants).
 _PROXY = re.compile(
     r"\bim\s+auftrag\b|\bi\.\s?a\.|\bon\s+behalf\s+of\b|\bmelde\s+ich\s+(?:ihn|sie)\b|"
-    r"\banmeldung\s+(?:von|des|der|für)\s+(?:herrn?|frau)\b|\bregister\s+my\s+(?:colleague|boss)|"
-    r"\bmelde\s+ich\s+(?:meine[nr]?|unsere[nr]?)\s+(?:kolleg|mitarbeiter|chef|vorgesetzt)",
+    r"\banmeldung\s+(?:von|des|der|für)\s+(?:herrn?|frau)\b|"
+    r"\bregister\s+(?:my|our|the\s+following)\s+(?:\w+\s+)?(?:colleague|boss|manager|director|staff|team)|"
+    r"\bmelde(?:n)?\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:kolleg|mitarbeiter|chef|vorgesetzt|personen|"
+    r"teilnehmer|folgende|herrn?\b|frau\b)",
     re.IGNORECASE,
 )
+# The sender's own participation ("melde mich an", "I would like to attend", "ich selbst").
 _SELF = re.compile(
-    r"\b(?:melde\s+(?:ich\s+)?(?:mich|uns)|(?:mich|uns)\b[^.!?\n]{0,80}\b(?:an|ab)melden|"
-    r"ich\s+(?:komme|nehme|würde|möchte|werde)|wir\s+(?:kommen|nehmen|möchten|würden)|"
-    r"i\s+(?:would|will|'d|’d|'ll|am)|we\s+(?:would|will|'d|’d|'ll))\b",
+    r"\bmelde[nt]?\s+(?:ich\s+|wir\s+)?(?:mich|uns)\b|\b(?:mich|uns)\b[^.!?\n]{0,80}\b(?:an|ab)(?:zu)?melden|"
+    r"\bich\s+(?:komme|nehme|bin)\b|\bwir\s+(?:kommen|nehmen|sind)\b|"
+    r"\b(?:ich|wir)\s+(?:würden?|möchten?|werden?)\s+(?:(?!sie\b|ihn\b|herrn?\b|frau\b|kolleg)\w+\s+){0,6}?"
+    r"(?:teilnehmen|kommen|dabei|mitmachen)|\bich\s+selbst\b|\bmyself\b|\bme\s+too\b|"
+    r"\b(?:i|we)\s*(?:would|will|['’]d|['’]ll|want|wish|plan|am\s+going|are\s+going)\s+"
+    r"(?:\w+\s+){0,2}?(?:attend|come|join|participate|take\s+part|be\s+there)|"
+    r"\b(?:i|we)\s*(?:am|are|['’]m|['’]re)\s+(?:attending|joining|coming)|"
+    r"\bcount\s+(?:me|us)\s+in\b|\bsign\s+(?:me|us)\s+up\b|\bregister\s+(?:me|us)\b",
+    re.IGNORECASE,
+)
+# The sender says they will not come themselves ("Ich selbst kann leider nicht teilnehmen").
+_NOT_SELF = re.compile(
+    r"\bich\s+selbst\s+(?:\w+\s+){0,4}?(?:nicht|verhindert)\b|\bselbst\s+(?:kann|werde|komme)\s+"
+    r"ich\s+(?:\w+\s+){0,3}?nicht\b|\bi\s+(?:myself\s+)?(?:won['’]t|will\s+not|cannot|can['’]t|"
+    r"am\s+not\s+able\s+to)\s+(?:be\s+)?(?:attend|come|join|make|there)\w*\s+(?:\w+\s+){0,3}?myself\b|"
+    r"\bnot\s+(?:attend|come|be\s+there)\w*\s+myself\b|\bi\s+myself\s+(?:won['’]t|will\s+not|cannot|can['’]t)",
     re.IGNORECASE,
 )
 _PERSON_REF = re.compile(
@@ -61,30 +77,6 @@ _PERSON_REF = re.compile(
     r"{0,5}[A-ZÄÖÜ][\w'’-]+)"
 )
 _SALUTATION = re.compile(r"^\s*(?:sehr\s+geehrte|liebe|hallo|guten|dear|hi|moin)\b", re.I)
-_ORG_STRONG = re.compile(
-    r"universit|hochschule|college|\bstadt\s+[A-ZÄÖÜ]|\bcity\s+of\b|\bkreis\b|landkreis|"
-    r"gemeinde|ministeri|ministry|stiftung|foundation|verband|verein|\be\.\s?v\.|\beg\b|gmbh|"
-    r"\bag\b|\bmbh\b|\bltd\b|\binc\b|\bwerk\b|werk\s|beirat|ajuntament|ayuntamiento|"
-    r"municipality|council|secretariat|zentrum|centre|center|akademie|academy|agentur|"
-    r"büro|management|förderung|institut(?:e)?\b|diakon|caritas|bezirksregierung|landes",
-    re.IGNORECASE,
-)
-_ORG_NOT = re.compile(
-    r"fachbereich|abteilung|\breferat\b|\bressort\b|\bamt\s+für|fakultät|faculty|school\s+of|"
-    r"department|\bdept\b|lehrstuhl|fachgebiet|fachdienst|stabsstelle|sekretariat\s+de|"
-    r"bereich|\bteam\b|arbeitsgruppe|\bgroup\b|geschäftsführ|leiter|leitung|referent|"
-    r"mitarbeiter|officer|manager|founder|director|vorstand|professor|koordinat|sachbearbeit|"
-    r"beauftragt|assistent|head\s+of|postdoc|researcher|bürgermeister|beigeordnet|"
-    r"\btel\b|telefon|phone|fax|mobil|www\.|https?:|@|straße|str\.|platz\s+\d|\b\d{4,5}\b|"
-    r"gesendet|sent\s+from|iphone|android|germany|deutschland",
-    re.IGNORECASE,
-)
-_INLINE_ORG = re.compile(
-    r"\b(?:(?:Stadt|Kreis|Landkreis|Gemeinde)\s+[A-ZÄÖÜ][\w-]+|City\s+of\s+[A-Z][\w-]+|"
-    r"University\s+of\s+[A-Z][\w-]+|(?:Technische\s+)?Universität\s+[A-ZÄÖÜ][\w-]+|"
-    r"(?:Fach)?[Hh]ochschule\s+[A-ZÄÖÜ][\w-]+|[A-ZÄÖÜ][\w-]+(?:\s+[A-ZÄÖÜ][\w-]+){0,3}\s+"
-    r"(?:e\.\s?V\.|gGmbH|GmbH|eG|AG))",
-)
 
 
 @dataclass
@@ -186,46 +178,18 @@ def writes_for_self(text: str) -> bool:
     return bool(_SELF.search(text))
 
 
-def sender_name(display: str | None) -> str | None:
-    return clean_name(display) if display else None
+def not_self(text: str) -> bool:
+    """The sender says they themselves will not come."""
+    return bool(_NOT_SELF.search(text))
 
 
-def _org_line_score(line: str) -> int:
-    if _ORG_NOT.search(line):
-        return -1
-    return 2 if _ORG_STRONG.search(line) else 0
-
-
-def _org_candidate(line: str, own_name: str | None) -> int:
-    """Score of `line` as an organisation name (<= 0: not one)."""
-    if not line or len(line) > 120 or EMAIL_RE.search(line):
-        return 0
-    stripped = strip_titles(line)
-    if own_name and same_person(stripped, own_name):
-        return 0
-    if looks_like_person(stripped) and not _ORG_STRONG.search(line):
-        return 0
-    score = _org_line_score(line)
-    return 0 if len(line.split()) < 2 and score < 2 else score
-
-
-def signature_org(signature: str, own_name: str | None) -> str | None:
-    """The organisation line of a signature: the first line that looks like an institution.
-
-    A line that mixes organisation and department or job ("Stadt Bonn – Amt für …",
-    "Dr. X | Mitarbeiter | Universität Bonn") is tried piece by piece.
-    """
-    best: tuple[int, str] | None = None
-    for raw in signature.split("\n"):
-        line = raw.strip(" \t-–—|*_")
-        pieces = [line]
-        if _org_candidate(line, own_name) <= 0:
-            pieces = [p.strip(" \t-–—|*_") for p in re.split(r"\s[–—|·-]\s|\s?\|\s?|,\s", line)]
-        for piece in pieces:
-            score = _org_candidate(piece, own_name)
-            if score > 0 and (best is None or score > best[0]):
-                best = (score, piece)
-    return best[1] if best else None
+def sender_name(display: str | None, signature: str = "") -> str | None:
+    """The sender's name from the From display name, else from the first signature line."""
+    name = clean_name(display) if display else None
+    if name or not signature:
+        return name
+    first = next((ln.strip() for ln in signature.split("\n") if ln.strip()), "")
+    return clean_name(first)
 
 
 def signature_after_name(own: str, name: str | None) -> str:
@@ -237,11 +201,6 @@ def signature_after_name(own: str, name: str | None) -> str:
         if same_person(strip_titles(lines[i].strip()), name):
             return "\n".join(lines[i + 1 : i + 12]).strip()
     return ""
-
-
-def inline_org(text: str) -> str | None:
-    match = _INLINE_ORG.search(text)
-    return match.group(0).strip() if match else None
 
 
 def dedupe(people: list[Person]) -> list[Person]:

@@ -44,6 +44,8 @@ def reply_for(decision: Decision, parsed: ParsedMail, config: Config) -> ReplyRe
             for o in decision.outcomes
         ],
         missing=list(decision.missing),
+        unknown_events=[n for n in parsed.events if config.event_by_number(n) is None],
+        people_count=max(1, len(parsed.participants)),
     )
 
 

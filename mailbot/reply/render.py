@@ -1,32 +1,45 @@
-"""Render replies from the admins' jinja2 templates into ready-to-send `EmailMessage`s.
+"""Render replies from the admins' jinja2 templates: one context, a text and an HTML body.
 
-Pure: data in, message out. The templates run sandboxed with StrictUndefined, so an admin's
-typo fails `mailbot check` instead of sending "Dear ," to a participant, and values that come
-from mails are flattened to one line before they go near a header.
+Pure: data in, strings out. The templates run sandboxed with StrictUndefined, so an admin's
+typo fails `mailbot check` instead of sending "Dear ," to a participant; `.html.j2` templates
+autoescape, so a name like "<script>" arrives as text. Each outcome's paragraph is written once
+(`outcomes/<outcome>.txt.j2`), rendered to a string here and placed into both bodies, so the
+text part and the HTML part can never say different things.
 """
 
 from __future__ import annotations
 
-import re
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from babel.dates import format_date, format_time
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from mailbot.config import Config, EventSettings
+from mailbot.config import Config
 from mailbot.decide.rules import Outcome, ReplyKind
+from mailbot.reply.context import (
+    LANGUAGES,
+    SEATED,
+    base_context,
+    language_of,
+    one_line,
+)
 
-LANGUAGES = ("de", "en")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+__all__ = [
+    "LANGUAGES",
+    "ReplyItem",
+    "ReplyRequest",
+    "TemplateProblem",
+    "environment",
+    "one_line",
+    "render_bodies",
+    "render_template",
+    "reply_context",
+]
 
 
 class TemplateProblem(Exception):
@@ -58,13 +71,8 @@ class ReplyRequest:
     items: list[ReplyItem] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     subject: str | None = None  # for mails that answer nothing (a promotion)
-
-
-def one_line(value: str | None, limit: int = 200) -> str:
-    """Collapse control characters (CR/LF above all) so mail text can never start a new header."""
-    if not value:
-        return ""
-    return _CONTROL.sub(" ", value).strip()[:limit]
+    unknown_events: list[int] = field(default_factory=list)  # workshop numbers we do not offer
+    people_count: int = 1  # how many people the mail named (for "the names of all persons")
 
 
 def default_templates_dir() -> Path:
@@ -81,7 +89,7 @@ def _environment(templates_dir: Path) -> SandboxedEnvironment:
     fallback = default_templates_dir()
     if fallback.resolve() != templates_dir.resolve():
         loaders.append(FileSystemLoader(str(fallback)))
-    env = SandboxedEnvironment(
+    return SandboxedEnvironment(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
@@ -89,78 +97,80 @@ def _environment(templates_dir: Path) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    return env
 
 
 def environment(config: Config) -> SandboxedEnvironment:
+    """The sandboxed environment for `config`'s templates (the digest renders with it too)."""
     return _environment(config.templates_dir)
 
 
-def event_context(event: EventSettings, config: Config, language: str) -> dict[str, object]:
-    """How people read a date: "Donnerstag, 22. Februar 2018, 11:00–16:15 Uhr"."""
-    start = event.start.astimezone(config.tz)
-    end = event.end.astimezone(config.tz)
-    if event.placeholder:
-        when = "Termin folgt" if language == "de" else "date to be announced"
-        deadline = ""
-    elif language == "de":
-        when = (
-            f"{format_date(start, 'EEEE, d. MMMM y', locale='de')}, "
-            f"{format_time(start, 'HH:mm', locale='de')}–{format_time(end, 'HH:mm', locale='de')} Uhr"
-        )
-        deadline = format_date(event.deadline.astimezone(config.tz), "d. MMMM y", locale="de")
-    else:
-        when = (
-            f"{format_date(start, 'EEEE, d MMMM y', locale='en')}, "
-            f"{format_time(start, 'h:mm a', locale='en')} – {format_time(end, 'h:mm a', locale='en')}"
-        )
-        deadline = format_date(event.deadline.astimezone(config.tz), "d MMMM y", locale="en")
-    return {
-        "id": event.id,
-        "number": event.number,
-        "title": event.title,
-        "when": when,
-        "deadline": deadline,
-        "placeholder": event.placeholder,
-        "fee": event.fee,
-        "lunch": event.lunch,
-        "programme": list(event.programme),
-    }
-
-
-def render_text(request: ReplyRequest, config: Config) -> str:
-    language = (
-        request.language if request.language in LANGUAGES else config.mailbot.default_language
-    )
-    events = {e.id: event_context(e, config, language) for e in config.events}
-    items = [
-        {
-            "name": one_line(i.name),
-            "email": i.email,
-            "event": events[i.event_id],
-            "outcome": i.outcome.value,
-            "position": i.position,
-        }
-        for i in request.items
-    ]
-    attending = [
-        i for i in items if i["outcome"] in ("confirmed", "promoted", "already_registered")
-    ]
-    context = {
-        "kind": request.kind.value,
-        "greeting_name": one_line(request.greeting_name),
-        "items": items,
-        "attending": attending,
-        "missing": list(request.missing),
-        "subject": one_line(request.original_subject),
-        "organiser": config.organiser.model_dump(),
-        "venue": config.venue.model_dump(),
-    }
-    name = f"{language}/reply.txt.j2"
+def render_template(config: Config, name: str, context: dict[str, Any]) -> str:
+    """Render one template; any jinja error becomes a `TemplateProblem` naming file and line."""
     try:
         return environment(config).get_template(name).render(context)
     except TemplateError as exc:
         raise TemplateProblem(_where(exc, name)) from exc
+
+
+def reply_context(
+    request: ReplyRequest, config: Config, calendar_files: list[str] | None = None
+) -> dict[str, Any]:
+    """The one context of a reply: both bodies (and the preview) are rendered from it."""
+    language = language_of(request.language, config)
+    context = base_context(config, language)
+    events = {e["id"]: e for e in context["events"]}
+    recipients = {address for _, address in request.recipients}
+    generic = "Sie" if language == "de" else "you"
+    items: list[dict[str, Any]] = []
+    for item in request.items:
+        name = one_line(item.name)
+        # Only a recipient's own address may appear in the text, never a third person's.
+        who = name or (item.email if item.email in recipients else generic)
+        entry = {
+            "name": name,
+            "who": who,
+            "outcome": item.outcome.value,
+            "position": item.position,
+            "event": events[_known(config, item.event_id)],
+            "seated": item.outcome.value in SEATED and item.position is None,
+        }
+        entry["text"] = render_template(
+            config, f"{language}/outcomes/{item.outcome.value}.txt.j2", {**context, "item": entry}
+        ).strip()
+        items.append(entry)
+    attending = [i for i in items if i["seated"]]
+    attending_events = list({i["event"]["id"]: i["event"] for i in attending}.values())
+    context.update(
+        kind=request.kind.value,
+        greeting_name=one_line(request.greeting_name),
+        items=items,
+        attending=attending,
+        attending_events=attending_events,
+        missing=list(request.missing),
+        unknown_events=list(request.unknown_events),
+        people_count=request.people_count,
+        subject=one_line(request.original_subject),
+        calendar_files=list(calendar_files or []),
+        cancelled=any(i["outcome"] == "cancelled" for i in items),
+    )
+    return context
+
+
+def render_bodies(
+    request: ReplyRequest, config: Config, calendar_files: list[str] | None = None
+) -> tuple[str, str]:
+    """The text and the HTML body of one reply, from the same context."""
+    context = reply_context(request, config, calendar_files)
+    language = context["language"]
+    text = render_template(config, f"{language}/reply.txt.j2", context)
+    html = render_template(config, f"{language}/reply.html.j2", context)
+    return text, html
+
+
+def _known(config: Config, event_id: str) -> str:
+    if config.event_by_id(event_id) is None:
+        raise TemplateProblem(f"reply names an unknown event {event_id!r}")
+    return event_id
 
 
 def _where(exc: TemplateError, fallback: str) -> str:
@@ -169,7 +179,7 @@ def _where(exc: TemplateError, fallback: str) -> str:
     lineno = getattr(exc, "lineno", None)
     filename = getattr(exc, "filename", None) or getattr(exc, "name", None)
     if filename and lineno:
-        location = f"{filename}:{lineno}"
+        location = f"{_relative(filename)}:{lineno}"
     else:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
         if frames:
@@ -184,40 +194,3 @@ def _relative(filename: str) -> str:
         if parts[index] in LANGUAGES:
             return "/".join(parts[index:])
     return filename
-
-
-def reply_subject(original: str, language: str) -> str:
-    subject = one_line(original, 180)
-    if not subject:
-        return "Ihre Anmeldung" if language == "de" else "Your registration"
-    if re.match(r"^(re|aw|antw)\s*:", subject, re.IGNORECASE):
-        return subject
-    return f"Re: {subject}"
-
-
-def build_message(request: ReplyRequest, config: Config, now: datetime) -> EmailMessage:
-    """The finished mail, with threading and the RFC 3834 headers that stop auto-reply loops."""
-    body = render_text(request, config)
-    message = EmailMessage()
-    organiser = config.organiser
-    message["From"] = Address(one_line(organiser.name), addr_spec=organiser.address)
-    message["To"] = [Address(one_line(n), addr_spec=a) for n, a in request.recipients]
-    if organiser.reply_to:
-        message["Reply-To"] = organiser.reply_to
-    message["Subject"] = one_line(request.subject, 180) or reply_subject(
-        request.original_subject, request.language
-    )
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=organiser.domain)
-    if request.in_reply_to:
-        message["In-Reply-To"] = one_line(request.in_reply_to, 998)
-        refs = [one_line(r, 998) for r in request.references if r][-10:]
-        if request.in_reply_to not in refs:
-            refs.append(one_line(request.in_reply_to, 998))
-        message["References"] = " ".join(refs)
-    message["Auto-Submitted"] = "auto-replied"
-    message["X-Auto-Response-Suppress"] = "All"
-    message["X-Loop"] = organiser.address
-    message["Content-Language"] = request.language
-    message.set_content(body, charset="utf-8")
-    return message

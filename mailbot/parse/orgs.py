@@ -1,0 +1,106 @@
+"""Which organisation a person belongs to: a form field, the signature, or a phrase in the text.
+
+Organisation names have no fixed shape ("Stadt Hamm", "Leeds Civic Trust", "Quartiersbüro
+Ostersbaum"), but the lines around them do: job titles, departments, phone numbers and street
+addresses are easy to recognise and to rule out. So a signature line scores high when it holds
+an institution word (Universität, Stadt, e.V., GmbH, Institute …), and a plain line of a few
+capitalised words that is none of the excluded kinds is taken when nothing better is there.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailbot.parse.names import looks_like_person, same_person, strip_titles
+
+EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
+
+# Legal bodies and public institutions outrank the units inside them ("Social Innovation Lab
+# Network" above "Ajuntament de Barcelona" is the team, the city is the organisation).
+_ORG_BODY = re.compile(
+    r"universit|hochschule|college|\bstadt\s+[A-ZÄÖÜ]|\bcity\s+of\b|\bkreis\b|landkreis|"
+    r"gemeinde|ministeri|ministry|stiftung|foundation|verband|verein|\be\.\s?v\.|\beg\b|gmbh|"
+    r"\bag\b|\bmbh\b|\bltd\b|\binc\b|ajuntament|ayuntamiento|municipality|council|"
+    r"akademie|academy|bezirksregierung|landes|kirchenkreis|volkshochschule|genossenschaft|"
+    r"association|society|\btrust\b|kommune|municipal",
+    re.IGNORECASE,
+)
+_ORG_STRONG = re.compile(
+    r"\bwerk\b|werk\s|beirat|secretariat|zentrum|centre|center|agentur|büro|management|"
+    r"förderung|institut(?:e)?\b|diakon|caritas|netzwerk|network|\blab\b|labor\b|\bhub\b|"
+    r"initiative|kirche|bildungswerk|\bagency\b|\bgroup\b|"
+    # German compounds name their kind at the end: "Quartiersnetz", "Stadtteilbüro", "Jugendamt".
+    r"\w(?:netz|werk|büro|haus|amt|zentrum|forum|verbund|bündnis|kontor|kollektiv|rat|hilfe)\b",
+    re.IGNORECASE,
+)
+_ORG_NOT = re.compile(
+    r"fachbereich|abteilung|\breferat\b|\bressort\b|\bamt\s+für|fakultät|faculty|school\s+of|"
+    r"department|\bdept\b|lehrstuhl|fachgebiet|fachdienst|stabsstelle|sekretariat\s+de|"
+    r"bereich|\bteam\b|arbeitsgruppe|\bgroups?\s+(?:for|für)\b|geschäftsführ|leiter|leitung|referent|"
+    r"mitarbeiter|officer|manager|founder|director|vorstand|professor|koordinat|sachbearbeit|"
+    r"beauftragt|assistent|head\s+of|postdoc|researcher|bürgermeister|beigeordnet|"
+    r"\btel\b|telefon|phone|fax|mobil|www\.|https?:|@|straße|str\.|platz\s+\d|\b\d{4,5}\b|"
+    r"gesendet|sent\s+from|iphone|android|germany|deutschland|journalist|berater|consultant|"
+    r"planner|architekt|student|doktorand|wissenschaftl|assistant|advis|expert|freiberuf|"
+    r"freelance|selbst(?:st)?ändig|privat|private|sekretariat|secretary|\bpa\s+to\b",
+    re.IGNORECASE,
+)
+_INLINE_ORG = re.compile(
+    r"\b(?:(?:Stadt|Kreis|Landkreis|Gemeinde)\s+[A-ZÄÖÜ][\w-]+|City\s+of\s+[A-Z][\w-]+|"
+    r"University\s+of\s+[A-Z][\w-]+|(?:Technische\s+)?Universität\s+[A-ZÄÖÜ][\w-]+|"
+    r"(?:Fach)?[Hh]ochschule\s+[A-ZÄÖÜ][\w-]+|[A-ZÄÖÜ][\w-]+(?:\s+[A-ZÄÖÜ][\w-]+){0,3}\s+"
+    r"(?:e\.\s?V\.|gGmbH|GmbH|eG|AG))",
+)
+
+
+_PLAIN_WORD = re.compile(r"^(?:[A-ZÄÖÜ][\w'’.&-]*|[a-zäöü]{1,4}|[&+/-])$")
+
+
+def _org_line_score(line: str) -> int:
+    """3: a legal body; 2: an institution word; 1: a short line of capitalised words; <= 0: not an org."""
+    if _ORG_NOT.search(line):
+        return -1
+    if _ORG_BODY.search(line):
+        return 3
+    if _ORG_STRONG.search(line):
+        return 2
+    words = line.split()
+    plain = 2 <= len(words) <= 6 and all(_PLAIN_WORD.match(w) for w in words)
+    return 1 if plain and not re.search(r"[\d:;!?]|\.$", line) else 0
+
+
+def _org_candidate(line: str, own_name: str | None) -> int:
+    """Score of `line` as an organisation name (<= 0: not one)."""
+    if not line or len(line) > 120 or EMAIL_RE.search(line):
+        return 0
+    stripped = strip_titles(line)
+    if own_name and same_person(stripped, own_name):
+        return 0
+    if looks_like_person(stripped) and _org_line_score(line) < 2:
+        return 0
+    score = _org_line_score(line)
+    return 0 if len(line.split()) < 2 and score < 2 else score
+
+
+def signature_org(signature: str, own_name: str | None) -> str | None:
+    """The organisation line of a signature: the first line that looks like an institution.
+
+    A line that mixes organisation and department or job ("Stadt Bonn – Amt für …",
+    "Dr. X | Mitarbeiter | Universität Bonn") is tried piece by piece.
+    """
+    best: tuple[int, str] | None = None
+    for raw in signature.split("\n"):
+        line = raw.strip(" \t-–—|*_")
+        pieces = [line]
+        if _org_candidate(line, own_name) <= 0:
+            pieces = [p.strip(" \t-–—|*_") for p in re.split(r"\s[–—|·-]\s|\s?\|\s?|,\s", line)]
+        for piece in pieces:
+            score = _org_candidate(piece, own_name)
+            if score > 0 and (best is None or score > best[0]):
+                best = (score, piece)
+    return best[1] if best else None
+
+
+def inline_org(text: str) -> str | None:
+    match = _INLINE_ORG.search(text)
+    return match.group(0).strip() if match else None

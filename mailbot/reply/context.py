@@ -1,0 +1,80 @@
+"""The data every reply template sees, built once per reply and shared by text, HTML and ics.
+
+One context for all formats is what keeps the text part, the HTML part and the calendar entry
+from telling a participant different things. Values that come from mails are flattened to one
+line here, before any template (or header) sees them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from babel.dates import format_date, format_time
+
+from mailbot.config import Config, EventSettings
+
+LANGUAGES = ("de", "en")
+# A seat (or a kept seat) for this person: these items get the details and a calendar entry.
+SEATED = frozenset({"confirmed", "promoted", "already_registered", "updated"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_FREE = frozenset({"kostenlos", "kostenfrei", "frei", "free", "free of charge", "0", "0 €"})
+
+
+def one_line(value: str | None, limit: int = 200) -> str:
+    """Collapse control characters (CR/LF above all) so mail text can never start a new header."""
+    if not value:
+        return ""
+    return _CONTROL.sub(" ", value).strip()[:limit]
+
+
+def language_of(requested: str, config: Config) -> str:
+    return requested if requested in LANGUAGES else config.mailbot.default_language
+
+
+def when(start: datetime, end: datetime, language: str) -> str:
+    """How people read a date: "Donnerstag, 22. Februar 2018, 11:00–16:15 Uhr" or
+    "Thursday, 22 February 2018, 11:00 am – 4:15 pm" (lower-case, as British style writes it)."""
+    if language == "de":
+        day = format_date(start, "EEEE, d. MMMM y", locale="de")
+        return f"{day}, {format_time(start, 'HH:mm', locale='de')}–{format_time(end, 'HH:mm', locale='de')} Uhr"
+    day = format_date(start, "EEEE, d MMMM y", locale="en")
+    times = [format_time(t, "h:mm a", locale="en").lower() for t in (start, end)]
+    return f"{day}, {times[0]} – {times[1]}"
+
+
+def event_context(event: EventSettings, config: Config, language: str) -> dict[str, Any]:
+    """An event as templates show it; a placeholder says "Termin folgt" instead of a made-up date."""
+    tz = config.tz
+    if event.placeholder:
+        when_text = "Termin folgt" if language == "de" else "date to be announced"
+        deadline = ""
+    else:
+        when_text = when(event.start.astimezone(tz), event.end.astimezone(tz), language)
+        pattern = "d. MMMM y" if language == "de" else "d MMMM y"
+        deadline = format_date(event.deadline.astimezone(tz), pattern, locale=language)
+    return {
+        "id": event.id,
+        "number": event.number,
+        "title": event.title,
+        "when": when_text,
+        "deadline": deadline,
+        "placeholder": event.placeholder,
+        "fee": event.fee,
+        "free": event.fee.strip().lower() in _FREE,
+        "lunch": event.lunch,
+        "programme": list(event.programme),
+    }
+
+
+def base_context(config: Config, language: str) -> dict[str, Any]:
+    """What every template may use, whatever the reply: organiser, venue and the events."""
+    organiser = config.organiser.model_dump()
+    organiser["contact"] = organiser["contact_name"] or organiser["name"]
+    return {
+        "language": language,
+        "organiser": organiser,
+        "venue": config.venue.model_dump(),
+        "events": [event_context(e, config, language) for e in config.events],
+    }

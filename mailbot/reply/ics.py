@@ -1,0 +1,129 @@
+"""Calendar entries (.ics) for replies: one click puts the workshop into a participant's calendar.
+
+Why METHOD:PUBLISH and not REQUEST: a REQUEST is a meeting invitation. Outlook, Gmail and
+Apple Mail then show Accept/Decline buttons and mail an iMIP REPLY ("Angenommen: …") back to
+the organiser, that is into the very inbox mailbot reads. A registration is already decided;
+PUBLISH says "here is an event for your calendar", which every client offers to add without
+asking the participant to answer.
+
+The UID is derived from the person's address and the event id, so the confirmation, a later
+promotion and the cancellation all speak of the same calendar entry, and the cancellation
+(METHOD:CANCEL, STATUS:CANCELLED) removes the entry the confirmation added. SEQUENCE counts
+minutes since 2000, so every later mail about the same entry carries a higher number, also when
+someone cancels and registers again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from icalendar import Calendar, Event, vCalAddress, vText
+
+from mailbot.config import Config, EventSettings
+from mailbot.reply.context import SEATED, base_context, event_context, language_of, one_line
+from mailbot.reply.render import ReplyItem, ReplyRequest, render_template
+
+PRODID = "-//mailbot//registration replies//DE"
+_SEQUENCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CalendarFile:
+    """One attachment: its file name, iTIP method and the iCalendar text."""
+
+    filename: str
+    method: str
+    text: str
+
+
+def calendar_uid(email: str, event_id: str, domain: str) -> str:
+    """Stable per person and event: the same entry in every mail about it, and no address in it."""
+    digest = hashlib.sha256(f"{email.lower()}\n{event_id}".encode()).hexdigest()[:32]
+    return f"{digest}@{domain}"
+
+
+def sequence(now: datetime) -> int:
+    """Minutes since 2000: a later mail about the same entry always has the higher SEQUENCE."""
+    return int((now - _SEQUENCE_EPOCH).total_seconds() // 60)
+
+
+def calendar_files(request: ReplyRequest, config: Config, now: datetime) -> list[CalendarFile]:
+    """The .ics files a reply carries: PUBLISH for a seat, CANCEL for a cancellation.
+
+    One file per event. When one mail registers several people for the same event, the entry is
+    the one of the person the mail answers first (the sender), so nobody gets duplicate entries.
+    Placeholder events (date unknown) get none: a calendar entry with a made-up date is worse
+    than no entry.
+    """
+    recipients = [address for _, address in request.recipients]
+    chosen: dict[tuple[str, str], tuple[ReplyItem, EventSettings]] = {}
+    # The sender's own entry first; nobody else's address goes into a file the reader gets.
+    ordered = sorted(
+        request.items,
+        key=lambda i: recipients.index(i.email) if i.email in recipients else len(recipients),
+    )
+    for item in ordered:
+        event = config.event_by_id(item.event_id)
+        if event is None or event.placeholder or item.email not in recipients:
+            continue
+        if item.outcome.value in SEATED and item.position is None:
+            method = "PUBLISH"
+        elif item.outcome.value == "cancelled":
+            method = "CANCEL"
+        else:
+            continue
+        chosen.setdefault((event.id, method), (item, event))
+    files = []
+    for (event_id, method), (item, event) in chosen.items():
+        text = calendar_text(event, item.email, item.name, method, request.language, config, now)
+        prefix = "" if method == "PUBLISH" else "cancel-"
+        files.append(CalendarFile(f"{prefix}{event_id}.ics", method, text))
+    return files
+
+
+def calendar_text(
+    event: EventSettings,
+    email: str,
+    name: str | None,
+    method: str,
+    language: str,
+    config: Config,
+    now: datetime,
+) -> str:
+    """One VCALENDAR with the VTIMEZONE of the config's zone and one VEVENT."""
+    language = language_of(language, config)
+    tz = config.tz
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+    vevent = Event()
+    vevent.add("uid", calendar_uid(email, event.id, config.organiser.domain))
+    vevent.add("sequence", sequence(now))
+    vevent.add("dtstamp", now.astimezone(UTC))
+    vevent.add("dtstart", event.start.astimezone(tz))
+    vevent.add("dtend", event.end.astimezone(tz))
+    vevent.add("summary", event.title)
+    vevent.add("location", f"{config.venue.name}, {config.venue.address}")
+    vevent.add("status", "CONFIRMED" if method == "PUBLISH" else "CANCELLED")
+    vevent.add("transp", "OPAQUE")
+    organiser = vCalAddress(f"mailto:{config.organiser.address}")
+    organiser.params["CN"] = vText(one_line(config.organiser.name))
+    vevent.add("organizer", organiser)
+    if method == "CANCEL":
+        # RFC 5546 wants the attendees being removed named in a CANCEL; that is only the reader.
+        attendee = vCalAddress(f"mailto:{email}")
+        if name:
+            attendee.params["CN"] = vText(one_line(name))
+        vevent.add("attendee", attendee)
+    context = {**base_context(config, language), "event": event_context(event, config, language)}
+    description = render_template(config, f"{language}/calendar.txt.j2", context).strip()
+    vevent.add("description", description)
+    calendar.add_component(vevent)
+    first = event.start.astimezone(tz).date()
+    calendar.add_missing_timezones(
+        first_date=date(first.year, 1, 1), last_date=date(first.year + 1, 1, 1)
+    )
+    return calendar.to_ical().decode("utf-8")

@@ -1,0 +1,176 @@
+"""Unit tests for the generalised parser rules (issue 3), each on a small mail built here."""
+
+from __future__ import annotations
+
+import pytest
+from test_parse import emails, mail
+
+from mailbot.models import Intent
+from mailbot.parse import parse_mail
+from mailbot.parse.charsets import decode_bytes
+from mailbot.parse.events import mentions
+from mailbot.parse.names import clean_name
+from mailbot.parse.validate import valid_address
+
+KNOWN = (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("für die zweite und die vierte Werkstatt", [2, 4]),
+        ("zur 2., 3. und 4. Werkstatt", [2, 3, 4]),
+        ("the second and fourth workshop", [2, 4]),
+        ("Werkstätten 2 und 3", [2, 3]),
+        ("an allen vier Werkstätten", [1, 2, 3, 4]),
+        ("für die 3. melde ich mich auch an", [3]),
+        ("die Werkstatt am 22.02.2018", []),
+    ],
+)
+def test_workshop_mentions(text: str, expected: list[int]) -> None:
+    assert sorted(set(mentions(text, KNOWN))) == expected
+
+
+def test_dated_current_workshop_next_to_a_numbered_one() -> None:
+    raw = mail("ich melde mich für die Werkstatt am 22. Februar an. Für die 3. auch gleich.\n")
+    assert parse_mail(raw).events == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Pfarrer Frank Oberländer", "Frank Oberländer"),
+        ("Univ.-Prof. Dr. Jan de Boer", "Jan de Boer"),
+        ("Dipl.-Soz.-Päd. Anna Meier", "Anna Meier"),
+        ("Bürgermeisterin Ulla Brinkschulte", "Ulla Brinkschulte"),
+        ("Müller-Lüdenscheidt, Hans-Peter", "Hans-Peter Müller-Lüdenscheidt"),
+    ],
+)
+def test_titles_are_stripped_and_double_names_kept(raw: str, expected: str) -> None:
+    assert clean_name(raw) == expected
+
+
+def test_team_lead_who_does_not_come_is_not_a_participant() -> None:
+    raw = mail(
+        "Guten Tag,\n\nfür die Werkstatt melde ich zwei Kolleginnen an. Ich selbst kann leider "
+        "nicht teilnehmen.\n\nAnna Alt, anna.alt@stadt-essen.example\n"
+        "Berta Bein, berta.bein@stadt-essen.example\n\nGruß\nErika Musterfrau\n"
+    )
+    parsed = parse_mail(raw)
+    assert parsed.intent == Intent.REGISTER
+    assert emails(parsed) == {"anna.alt@stadt-essen.example", "berta.bein@stadt-essen.example"}
+
+
+def test_assistant_writing_on_behalf_is_not_a_participant() -> None:
+    raw = mail(
+        "Dear team,\n\nI am writing on behalf of Mr Niall Brennan, who would like to attend the "
+        "workshop. His address is niall.brennan@stadt-essen.example.\n\nKind regards,\n"
+        "Erika Musterfrau\nExecutive Assistant\nCity of Essen\n",
+        subject="Registration",
+    )
+    parsed = parse_mail(raw)
+    assert [p.name for p in parsed.participants] == ["Niall Brennan"]
+    assert parsed.participants[0].organisation == "City of Essen"
+
+
+def test_proxy_without_a_readable_name_goes_to_review() -> None:
+    raw = mail("Hiermit melde ich Herrn Dr. Eichhorn zur Werkstatt an.\n\nGruß\nErika Musterfrau\n")
+    parsed = parse_mail(raw)
+    assert parsed.participants[0].name is None
+    assert "name missing" in (parsed.needs_review or "")
+
+
+def test_signature_line_without_institution_word_is_the_organisation() -> None:
+    raw = mail(
+        "Hello,\n\nI'm afraid I have to withdraw from the workshop.\n\nErika Musterfrau\n"
+        "Leeds Civic Trust\n",
+        subject="Cancellation",
+    )
+    parsed = parse_mail(raw)
+    assert parsed.intent == Intent.CANCEL
+    assert parsed.participants[0].organisation == "Leeds Civic Trust"
+
+
+def test_out_of_office_without_headers() -> None:
+    raw = mail(
+        "Guten Tag,\n\nich bin bis zum 29.01.2018 im Urlaub und habe keinen Zugriff auf meine "
+        "E-Mails. In dringenden Fällen wenden Sie sich an info@stadt-essen.example.\n",
+        subject="Re: Einladung 2. Werkstatt",
+    )
+    assert parse_mail(raw).intent == Intent.AUTOREPLY
+
+
+def test_holiday_in_a_cancellation_is_not_an_out_of_office() -> None:
+    raw = mail("Ich bin am 22. leider im Urlaub und kann nicht an der Werkstatt teilnehmen.\n")
+    assert parse_mail(raw).intent == Intent.CANCEL
+
+
+def test_registration_forwarded_as_attachment_is_read() -> None:
+    inner = mail(
+        "bitte melden Sie mich für die Werkstatt an, ohne Mittagessen.\n\nGruß\nRalf Eichhorn\n",
+        sender="Dr. Ralf Eichhorn <ralf.eichhorn@lwl.example>",
+    )
+    outer = (
+        b"From: Monika Sekretariat <sek@lwl.example>\r\nTo: anmeldung@ils-forschung.example\r\n"
+        b"Subject: WG: Anmeldung\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nanbei die Anmeldung von Herrn Eichhorn.\r\n"
+        b"--x\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--x--\r\n"
+    )
+    parsed = parse_mail(outer)
+    assert parsed.intent == Intent.REGISTER
+    assert emails(parsed) == {"ralf.eichhorn@lwl.example"}
+    assert parsed.participants[0].name == "Ralf Eichhorn"
+    assert parsed.lunch is False
+    assert parsed.headers.from_address == "sek@lwl.example"
+
+
+def test_attachment_is_noted_and_flagged_when_the_details_are_in_it() -> None:
+    raw = (
+        b"From: Erika Musterfrau <erika@stadt-essen.example>\r\nTo: anmeldung@ils-forschung.example\r\n"
+        b"Subject: Anmeldung\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+        b"--x\r\nContent-Type: text/plain\r\n\r\nAnbei meine Anmeldung zur Werkstatt, "
+        b"ich melde mich hiermit an.\r\n--x\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="Anmeldung.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--x--\r\n"
+    )
+    parsed = parse_mail(raw)
+    assert parsed.attachments == ["Anmeldung.pdf"]
+    assert "attachment" in (parsed.needs_review or "")
+
+
+def test_undeclared_and_mislabelled_charsets() -> None:
+    text = "Grüße – „Anmeldung“ für Jürgen"
+    assert decode_bytes(text.encode("cp1252")) == (text, True)
+    assert decode_bytes(text.encode("cp1252"), "utf-8") == (text, True)
+    assert decode_bytes(text.encode("utf-8"), "iso-8859-1") == (text, True)
+    raw = mail(text + "\nich melde mich an\n", charset="cp1252").replace(
+        b'charset="cp1252"', b'charset="us-ascii"'
+    )
+    assert parse_mail(raw).participants[0].name == "Erika Musterfrau"
+
+
+def test_bounce_without_dsn_names_the_failed_address() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mail.example.net\r\nTo: anmeldung@ils-forschung.example\r\n"
+        b"Subject: failure notice\r\n\r\nHi. This is the qmail-send program at mail.example.net.\r\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        b"<rolf.steiner@example.net>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
+    )
+    parsed = parse_mail(raw)
+    assert parsed.intent == Intent.BOUNCE
+    assert parsed.bounced_addresses == ["rolf.steiner@example.net"]
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("Anna.Meier@Stadt-Essen.example", True),
+        ("anna meier@stadt-essen.example", False),
+        ("anna.meier@stadt-essen", False),
+        ("anna..meier@stadt-essen.example", False),
+    ],
+)
+def test_address_validation(address: str, ok: bool) -> None:
+    assert (valid_address(address) is not None) is ok
