@@ -8,7 +8,9 @@ participant; the original date is the arrival that counts for the deadline.
 
 from __future__ import annotations
 
+import base64
 import email
+import quopri
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,9 +67,23 @@ def _attached(message: Message, tz: ZoneInfo) -> Forwarded | None:
             continue
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        if not isinstance(inner, Message):
+        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if encoding in ("base64", "quoted-printable"):
+            # Some clients encode the attached mail (RFC 2046 forbids it; it happens): the
+            # parser then sees a header-less "message" whose body is the encoded text.
+            text = inner.get_payload() if isinstance(inner, Message) else payload
+            if not isinstance(text, str):
+                continue
+            data = (
+                base64.b64decode(text, validate=False)
+                if encoding == "base64"
+                else quopri.decodestring(text.encode("ascii", "replace"))
+            )
+            inner = email.message_from_bytes(data, policy=policy.default)
+        elif isinstance(inner, Message):
+            data = inner.as_bytes(policy=policy.SMTP)
+        else:
             continue
-        data = inner.as_bytes(policy=policy.SMTP)
         return Forwarded(data, _parse_date(str(inner.get("Date", "")), tz))
     return None
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
 
 from mailbot.config import Config, parse_config
+from mailbot.pipeline import CycleReport, Pipeline, utc_now
+from mailbot.store.db import Store
+from mailbot.store.schema import participants, registrations
 
 REPO = Path(__file__).resolve().parents[1]
+BERLIN = ZoneInfo("Europe/Berlin")
+JAN = datetime(2018, 1, 10, 9, 0, tzinfo=BERLIN)
 ORGANISER = "anmeldung@ils-forschung.example"
 
 
@@ -78,3 +88,45 @@ def mail(
         message[name] = value
     message.set_content(body)
     return message.as_bytes()
+
+
+def form(name: str, address: str, organisation: str = "Stadt Dortmund") -> str:
+    return (
+        "Sehr geehrte Damen und Herren,\n\nhiermit melde ich mich verbindlich zur 2. Werkstatt "
+        f"am 22. Februar 2018 an.\n\nName: {name}\nOrganisation: {organisation}\n"
+        f"E-Mail: {address}\nMittagsimbiss: ja\n\nMit freundlichen Grüßen\n{name}\n"
+    )
+
+
+def register(dovecot: Any, name: str, address: str, when: datetime, **kw: object) -> bytes:
+    raw = mail(form(name, address), sender=f"{name} <{address}>", date=when, **kw)  # type: ignore[arg-type]
+    dovecot.append(raw, when)
+    return raw
+
+
+def run_cycle(config: Config, clock: Callable[[], datetime] = utc_now) -> CycleReport:
+    store = Store(config.database_url)
+    try:
+        return asyncio.run(Pipeline(config, store, clock).cycle())
+    finally:
+        store.close()
+
+
+def db_rows(config: Config, table, *where):  # type: ignore[no-untyped-def]
+    store = Store(config.database_url)
+    with store.transaction() as conn:
+        rows = conn.execute(select(table).where(*where)).all()
+    store.close()
+    return rows
+
+
+def statuses(config: Config, event_id: str = "werkstatt-2") -> dict[str, str]:
+    store = Store(config.database_url)
+    with store.transaction() as conn:
+        rows = conn.execute(
+            select(participants.c.email, registrations.c.status)
+            .join(participants, participants.c.id == registrations.c.participant_id)
+            .where(registrations.c.event_id == event_id)
+        ).all()
+    store.close()
+    return {r.email: r.status for r in rows}

@@ -269,6 +269,41 @@ def cmd_digest(args: argparse.Namespace, config: Config) -> int:
         store.close()
 
 
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin.importer import import_mails
+
+    store = _store(config)
+    try:
+        report = import_mails(config, store, _now, args.path, reply=args.reply)
+    except (FileNotFoundError, OSError) as exc:
+        raise AdminError(str(exc)) from None
+    states = ", ".join(f"{n} {s}" for s, n in sorted((report.by_state or {}).items()))
+    print(
+        f"{report.total} mails read: {report.handled} handled ({states or 'none'}), "
+        f"{report.known} already known, {report.ours} from our own addresses; "
+        f"{report.silent} answered by hand before, so not answered again"
+    )
+    print(_send_now(config, store))
+    store.close()
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin.privacy import forget
+
+    if not args.yes:
+        answer = input(f"Erase everything mailbot stores about {args.email}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes", "j", "ja"):
+            print("nothing erased")
+            return EXIT_FAILURE
+    store = _store(config)
+    erased = forget(store, args.email, _now())
+    store.close()
+    print(f"erased {erased}; the audit log records that it was done (without the address)")
+    print("Mail in the organiser's IMAP folders is not touched: delete it there as well.")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     def add(name: str, func, help_text: str, example: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
         parser = sub.add_parser(
@@ -371,6 +406,26 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--organisation")
     p.add_argument("--event", action="append", help="event id or number (repeatable)")
     p.add_argument("--no-reply", action="store_true")
+
+    p = add(
+        "import",
+        cmd_import,
+        "take in registrations from an mbox file or a Maildir export",
+        "mailbot import ~/export/anmeldungen.mbox",
+    )
+    p.add_argument("path", type=Path)
+    p.add_argument(
+        "--reply", action="store_true", help="also answer mail the organiser already answered"
+    )
+
+    p = add(
+        "forget",
+        cmd_forget,
+        "erase a person's data (GDPR), leaving anonymous counts",
+        "mailbot forget erika@example.org --yes",
+    )
+    p.add_argument("email")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     p = add(
         "digest",
