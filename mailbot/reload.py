@@ -29,6 +29,12 @@ def _stamp(config_path: Path, templates_dir: Path) -> tuple[float, ...]:
     return (len(paths), max(stamps, default=0))
 
 
+class _Refused(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0])
+        self.problems = problems
+
+
 class ConfigWatcher:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -52,10 +58,16 @@ class ConfigWatcher:
         except ConfigError as exc:
             log.error("config not reloaded, the previous one keeps running: %s", exc)
             return None
+        from mailbot.reply.render import trial_templates
         from mailbot.reply.samples import check_templates
 
-        problems = check_templates(config)
-        if problems:
+        try:
+            with trial_templates(config):
+                problems = check_templates(config)
+                if problems:
+                    raise _Refused(problems)
+        except _Refused as refused:
+            problems = refused.problems
             log.error(
                 "templates not reloaded, the previous ones keep running: %s%s",
                 problems[0],

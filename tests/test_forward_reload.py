@@ -112,3 +112,37 @@ def test_valid_edit_is_reloaded_broken_edit_refused(
     assert watcher.config.mailbot.poll_seconds == 15  # the previous config keeps running
     (line,) = [r.getMessage() for r in caplog.records]
     assert "config not reloaded" in line and "mailbot.poll_seconds" in line
+
+
+def test_broken_template_edit_never_reaches_a_participant(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from helpers import REPO
+
+    from mailbot.reply.message import build_message
+    from mailbot.reply.samples import sample_requests
+
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    path = tmp_path / "config.toml"
+    path.write_text((REPO / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_config(path)
+    watcher = ConfigWatcher(config)
+    label, request = next(iter(sample_requests(config)))
+
+    def body() -> str:
+        return build_message(request, watcher.config, JAN).get_body(("plain",)).get_content()
+
+    before = body()
+    confirmed = tmp_path / "templates" / "de" / "outcomes" / "confirmed.txt.j2"
+    confirmed.write_text(
+        confirmed.read_text(encoding="utf-8") + "{{ item.nmae }}\n", encoding="utf-8"
+    )
+    caplog.set_level(logging.ERROR, logger="mailbot")
+    assert watcher.reload_if_changed(force=True) is None
+    assert "templates not reloaded" in caplog.text and "confirmed.txt.j2" in caplog.text
+    assert body() == before  # the running worker still renders with the old templates
+    confirmed.write_text("{{ item.name }} ist dabei.\n", encoding="utf-8")
+    assert watcher.reload_if_changed(force=True) is not None
+    assert label and "ist dabei." in body()

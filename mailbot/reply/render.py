@@ -10,13 +10,14 @@ text part and the HTML part can never say different things.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FunctionLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailbot.config import Config
@@ -83,25 +84,59 @@ def default_templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-@lru_cache(maxsize=8)
-def _environment(templates_dir: Path) -> SandboxedEnvironment:
-    loaders = [FileSystemLoader(str(templates_dir))]
-    fallback = default_templates_dir()
-    if fallback.resolve() != templates_dir.resolve():
-        loaders.append(FileSystemLoader(str(fallback)))
+def load_environment(templates_dir: Path) -> SandboxedEnvironment:
+    """A sandboxed environment over a snapshot of the template files, read now.
+
+    A snapshot, not a live folder: an admin's half-finished edit must not reach participants.
+    `trial_templates` swaps in a new snapshot only once every reply renders with it.
+    """
+    sources: dict[str, tuple[str, str]] = {}
+    for base in (default_templates_dir(), templates_dir):  # the admin's files override
+        if base.is_dir():
+            for path in sorted(base.rglob("*.j2")):
+                name = path.relative_to(base).as_posix()
+                sources[name] = (path.read_text(encoding="utf-8"), str(path))
+
+    def load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        found = sources.get(name)
+        return None if found is None else (found[0], found[1], lambda: True)
+
     return SandboxedEnvironment(
-        loader=ChoiceLoader(loaders),
+        loader=FunctionLoader(load),
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name and name.endswith(".html.j2")),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,
     )
+
+
+_SNAPSHOTS: dict[Path, SandboxedEnvironment] = {}
 
 
 def environment(config: Config) -> SandboxedEnvironment:
     """The sandboxed environment for `config`'s templates (the digest renders with it too)."""
-    return _environment(config.templates_dir)
+    folder = config.templates_dir
+    if folder not in _SNAPSHOTS:
+        _SNAPSHOTS[folder] = load_environment(folder)
+    return _SNAPSHOTS[folder]
+
+
+@contextmanager
+def trial_templates(config: Config) -> Iterator[None]:
+    """Read the templates afresh for the block; keep them if it succeeds, else the old ones."""
+    folder = config.templates_dir
+    previous = _SNAPSHOTS.get(folder)
+    _SNAPSHOTS[folder] = load_environment(folder)
+    try:
+        yield
+    except BaseException:
+        if previous is None:
+            _SNAPSHOTS.pop(folder, None)
+        else:
+            _SNAPSHOTS[folder] = previous
+        raise
 
 
 def render_template(config: Config, name: str, context: dict[str, Any]) -> str:
