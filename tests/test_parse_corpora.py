@@ -121,3 +121,19 @@ def test_spam_and_ham_are_never_registrations() -> None:
     assert len(spam_ham) > 100
     taken = {f: results[f][0].intent.value for f in spam_ham if results[f][0].intent in ACTIONABLE}
     assert not taken, taken
+
+
+def test_cheap_precheck_changes_no_intent() -> None:
+    """`fields.classify` skips its rules when no workshop stem occurs; prove that is lossless."""
+    from mailbot.parse import fields
+    from mailbot.parse.mime import body_text, header, parse_bytes
+    from mailbot.parse.quotes import split_quoted
+
+    skipped = 0
+    for path in mail_files():
+        msg = parse_bytes(path.read_bytes())
+        own, subject = split_quoted(body_text(msg).text).own, header(msg, "Subject")
+        if not fields.may_concern_us(own, subject):
+            skipped += 1
+            assert fields.classify_all_rules(own, subject, True) == (Intent.OTHER, None), path
+    assert skipped > 300

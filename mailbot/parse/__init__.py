@@ -31,6 +31,7 @@ from mailbot.parse.quotes import body_without_signature, split_quoted
 __all__ = ["auto_reply_reason", "bounced_addresses", "is_bounce", "parse_mail"]
 
 MAX_OWN_CHARS = 30_000  # a registration is short; more text only costs time
+MAX_SPLIT_CHARS = 60_000  # own words (30k) and a forwarded part (20k) lie within this
 MAX_FORWARD_DEPTH = 3  # a forward of a forward of a forward is read; deeper nesting is not
 ACTIONABLE = (Intent.REGISTER, Intent.CANCEL, Intent.UPDATE)
 _FORWARD_WORDS = re.compile(
@@ -100,13 +101,14 @@ def _read(msg: Message, default_event: int, known: tuple[int, ...], depth: int) 
     hdrs = _headers(msg, reason)
     body = body_text(msg)
     review: list[str] = list(body.problems)
-    split = split_quoted(body.text)
-    own = split.own[:MAX_OWN_CHARS]
     subject = hdrs.subject
-    if not own.strip() and not subject.strip() and not msg.keys():
+    if not body.text.strip() and not subject.strip() and not msg.keys():
         return ParsedMail(intent=Intent.OTHER, headers=hdrs, needs_review="empty message")
 
     intent = machine.machine_intent(msg, subject, body.text, reason)
+    # Machine mail is only read for its language: a short prefix is enough for that.
+    split = split_quoted(body.text[: MAX_SPLIT_CHARS if intent is None else 5000])
+    own = split.own[:MAX_OWN_CHARS]
     if intent is None and machine.human_autoreply(own):
         intent = Intent.AUTOREPLY
     if intent is not None:

@@ -120,13 +120,22 @@ def human_autoreply(own: str) -> bool:
 
 
 def bounced_addresses(msg: Message) -> list[str]:
-    """Failed recipients of a bounce: DSN fields, then flufl.bounce, then addresses in the text."""
+    """Failed recipients of a bounce: DSN fields or X-Failed-Recipients, else the text.
+
+    Mailman's detectors (flufl.bounce) are slow on long bounces, so they only settle the
+    ambiguous case: a text that names no address, or more than one.
+    """
     found = _header_bounced(msg, text_fallback=False)
     if not found:
-        try:
-            found = sorted(a.decode("utf-8", "replace").lower() for a in scan_message(msg))
-        except Exception:
-            found = []
+        found = [a.strip() for a in header(msg, "X-Failed-Recipients").split(",") if a.strip()]
     if not found:
-        found = _header_bounced(msg, text_fallback=True)
+        candidates = _header_bounced(msg, text_fallback=True)
+        found = candidates if len(candidates) == 1 else _flufl(msg) or candidates
     return [a for a in dict.fromkeys(valid_address(x) for x in found) if a][:50]
+
+
+def _flufl(msg: Message) -> list[str]:
+    try:
+        return sorted(a.decode("utf-8", "replace").lower() for a in scan_message(msg))
+    except Exception:
+        return []

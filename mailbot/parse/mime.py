@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
+from functools import lru_cache
 
 from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.htmltext import html_to_text
@@ -75,11 +76,24 @@ def decode_header_value(value: object) -> str:
     """Decode an RFC 2047 header value to one clean line of text. Never raises."""
     if value is None:
         return ""
+    if isinstance(value, str) and len(value) < 2000:
+        return _decode_str(value)
+    return _decode(value)
+
+
+@lru_cache(maxsize=2048)
+def _decode_str(value: str) -> str:
+    return _decode(value)
+
+
+def _decode(value: object) -> str:
     try:
         text = _header_str(value)
     except Exception:
         return ""
     text = re.sub(r"\r?\n[ \t]*", " ", text)
+    if "=?" not in text:  # no RFC 2047 encoded word: nothing to decode
+        return _CONTROL.sub("", text).strip()
     try:
         parts = decode_header(text)
         try:
@@ -102,12 +116,29 @@ def header(msg: Message, name: str) -> str:
         return ""
 
 
+def _memo(obj: Message) -> dict[tuple[str, str], object]:
+    """A per-message cache: several rules ask for the same header or part list, and
+    `getaddresses` and `get_content_type` are among the most expensive calls of a parse."""
+    cache = obj.__dict__.get("_mailbot_memo")
+    if cache is None:
+        cache = obj.__dict__["_mailbot_memo"] = {}
+    return cache
+
+
 def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     """(display name, lower-cased address) pairs of an address header.
 
     The header is split before decoding so that an encoded comma inside a display name
     ("Weißenfels, Jörg") cannot split one person into two.
     """
+    cache = _memo(msg)
+    key = ("addresses", name.lower())
+    if key not in cache:
+        cache[key] = _addresses(msg, name)
+    return list(cache[key])  # type: ignore[call-overload]
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     try:
         values = [_header_str(v) for v in msg.get_all(name, [])]
         pairs = getaddresses([re.sub(r"\r?\n[ \t]*", " ", v) for v in values])
@@ -123,10 +154,13 @@ def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
 
 
 def content_type(part: Message) -> str:
-    try:
-        return part.get_content_type().lower()
-    except Exception:
-        return "text/plain"
+    cache = _memo(part)
+    if ("ctype", "") not in cache:
+        try:
+            cache[("ctype", "")] = part.get_content_type().lower()
+        except Exception:
+            cache[("ctype", "")] = "text/plain"
+    return str(cache[("ctype", "")])
 
 
 def is_attachment(part: Message) -> bool:
@@ -141,6 +175,13 @@ def is_attachment(part: Message) -> bool:
 
 def iter_parts(msg: Message) -> Iterator[tuple[Message, int]]:
     """Leaf parts with their depth, bounded in count and depth; attached mails not entered."""
+    cache = _memo(msg)
+    if ("parts", "") not in cache:
+        cache[("parts", "")] = list(_walk(msg))
+    yield from cache[("parts", "")]  # type: ignore[misc]
+
+
+def _walk(msg: Message) -> Iterator[tuple[Message, int]]:
     count = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
     while stack and count < MAX_PARTS:
@@ -202,6 +243,14 @@ def unflow(text: str, delsp: bool = False) -> str:
 
 def body_text(msg: Message) -> Body:
     """The readable body: inline text/plain parts, else HTML rendered as text."""
+    cache = _memo(msg)
+    if ("body", "") not in cache:
+        cache[("body", "")] = _body_text(msg)
+    found: Body = cache[("body", "")]  # type: ignore[assignment]
+    return Body(found.text, found.from_html, list(found.problems))
+
+
+def _body_text(msg: Message) -> Body:
     body = Body()
     plains: list[str] = []
     htmls: list[str] = []
