@@ -1,4 +1,4 @@
-"""Score the parser against a labelled folder: `python -m mailbot.evaluate DIR`.
+"""Score the parser against a labelled folder: `python -m mailbot.evaluate DIR [--json]`.
 
 DIR holds *.eml files and a labels.jsonl with the `mailbot parse --json` keys. Accuracy per
 field (and the exact failures) is how parser changes are judged, so the comparison rules
@@ -120,12 +120,37 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
+def summary(report: Report) -> dict[str, Any]:
+    """The report as one JSON-ready object (for CI logs and comparing parser versions)."""
+    return {
+        "mails": report.total,
+        "accuracy": {key: round(report.accuracy(key), 4) for key in FIELDS},
+        "confusion": {
+            f"{exp}->{got}": n for (exp, got), n in sorted(report.confusion.items()) if n
+        },
+        "failures": [
+            {"file": f.file, "field": f.field, "expected": _plain(f.expected), "got": _plain(f.got)}
+            for f in report.failures
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    return sorted(value) if isinstance(value, set) else value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m mailbot.evaluate DIR", file=sys.stderr)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        print("usage: python -m mailbot.evaluate DIR [--json]", file=sys.stderr)
         return 2
-    print(format_report(evaluate_dir(args[0])))
+    report = evaluate_dir(args[0])
+    if as_json:
+        print(json.dumps(summary(report), ensure_ascii=False, indent=1))
+    else:
+        print(format_report(report))
     return 0
 
 

@@ -53,3 +53,15 @@ def test_dev_targets() -> None:
 
 def test_holdout_targets() -> None:
     _check(HOLDOUT, HOLDOUT_TARGETS, 40)
+
+
+def test_evaluate_prints_a_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from mailbot.evaluate import main
+
+    assert main([str(HOLDOUT), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mails"] >= 40
+    assert set(summary["accuracy"]) >= {"intent", "emails", "names", "organisations"}
+    assert main(["/nonexistent"]) == 2

@@ -16,16 +16,10 @@ from email.utils import parsedate_to_datetime
 
 from mailbot.models import Intent, MailHeaders, ParsedMail, Participant
 from mailbot.parse import details, events, fields, machine, participants, people
+from mailbot.parse.attachments import attached_mails, attachment_names
 from mailbot.parse.autoreply import auto_reply_reason, is_bounce
 from mailbot.parse.machine import bounced_addresses
-from mailbot.parse.mime import (
-    addresses,
-    attached_mails,
-    attachment_names,
-    body_text,
-    header,
-    parse_bytes,
-)
+from mailbot.parse.mime import addresses, body_text, header, parse_bytes
 from mailbot.parse.quotes import body_without_signature, split_quoted
 
 __all__ = ["auto_reply_reason", "bounced_addresses", "is_bounce", "parse_mail"]
