@@ -101,12 +101,14 @@ def cmd_poll(args: argparse.Namespace, config: Config) -> int:
     from mailbot.store.db import Store
 
     store = Store(config.database_url)
+    pipeline = Pipeline(config, store)
     try:
-        report = asyncio.run(Pipeline(config, store).cycle())
+        report = asyncio.run(pipeline.cycle())
     except InboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
+        pipeline.release()
         store.close()
     print(
         f"{len(report.mails)} mails handled, {report.promoted} promoted, "

@@ -83,6 +83,8 @@ class ImapSettings(_Server):
     processed_folder: str = "INBOX/Processed"
     review_folder: str = "INBOX/Review"
     batch_size: int = Field(default=50, gt=0, le=1000)
+    idle: bool = True  # IMAP IDLE where the server offers it; polling stays as the fallback
+    max_message_bytes: int = Field(default=25_000_000, gt=0)  # larger mail goes to review unread
 
 
 class SmtpSettings(_Server):
@@ -114,6 +116,10 @@ class MailbotSettings(_Strict):
     timezone: str = "Europe/Berlin"
     late_policy: Literal["reject", "waitlist"] = "reject"
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # Loop brakes: no address gets more than this many replies a day (Mailman's figure is 10),
+    # and sending pauses, with an alert, once this many went out in an hour.
+    max_replies_per_address_per_day: int = Field(default=10, ge=1)
+    max_replies_per_hour: int = Field(default=300, ge=1)
     templates: str | None = None  # a folder relative to this file; None: the built-in ones
     default_language: Literal["de", "en"] = "de"
 

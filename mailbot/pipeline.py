@@ -15,7 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,11 +27,15 @@ from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
 from mailbot.registrar import STATE_OF_ROUTE, MailPlace, Registrar
 from mailbot.send.smtp import SendReport, send_outbox
-from mailbot.store.db import Store
+from mailbot.store.db import Store, process_holder
 
 log = logging.getLogger("mailbot")
 
 Clock = Callable[[], datetime]
+
+
+class MailboxBusy(InboxError):
+    """Another live worker holds the mailbox; this cycle is skipped, not failed."""
 
 
 def utc_now() -> datetime:
@@ -104,13 +108,39 @@ class Pipeline:
             self.config.organiser.address,
             self.clock,
             self.smtp_ssl_context,
+            hourly_cap=self.config.mailbot.max_replies_per_hour,
         )
 
     # --- inbox --------------------------------------------------------------------------
 
+    @property
+    def lease_name(self) -> str:
+        return (
+            f"mailbox:{self.config.imap.username}@{self.config.imap.host}/{self.config.imap.folder}"
+        )
+
+    def _hold_mailbox(self) -> None:
+        """One worker per mailbox: a second one started by mistake waits instead of racing."""
+        ttl = timedelta(seconds=max(300, 3 * self.config.mailbot.poll_seconds))
+        with self.store.transaction() as conn:
+            other = self.store.acquire_lease(
+                conn, self.lease_name, process_holder(), self.clock(), ttl
+            )
+        if other is not None:
+            raise MailboxBusy(
+                f"another mailbot ({other}) is working on {self.config.imap.folder}; "
+                "this one waits until it stops"
+            )
+
+    def release(self) -> None:
+        """Give the mailbox up (on a clean stop) so another worker may start at once."""
+        with self.store.transaction() as conn:
+            self.store.release_lease(conn, self.lease_name, process_holder())
+
     def poll_inbox(self) -> CycleReport:
         report = CycleReport()
         imap = self.config.imap
+        self._hold_mailbox()
         with ImapInbox(imap, self.imap_ssl_context) as inbox:
             with self.store.transaction() as conn:
                 progress = self.store.progress(conn, imap.folder)
@@ -137,6 +167,7 @@ class Pipeline:
                     break
                 batch = uids[start : start + imap.batch_size]
                 last_uid = self._handle_batch(inbox, batch, last_uid, report)
+                self._hold_mailbox()  # renew: a long backlog must not let the lease run out
                 with self.store.transaction() as conn:
                     self.store.save_progress(
                         conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
@@ -153,11 +184,20 @@ class Pipeline:
     ) -> int:
         settled: dict[int, bool] = dict.fromkeys(batch, False)
         moves: list[tuple[int, int, str]] = []
+        limit = self.config.imap.max_message_bytes
+        sizes = inbox.sizes(batch)
+        too_big = [uid for uid in batch if sizes.get(uid, 0) > limit]
+        small = [uid for uid in batch if uid not in too_big]
+        fetched = [(m, True) for m in inbox.fetch_headers(too_big)]
+        fetched += [(m, False) for m in inbox.fetch(small)]
         # First come, first served: within a batch, in the order the server received them.
-        for mail in sorted(inbox.fetch(batch), key=lambda m: (m.arrival, m.uid)):
+        for mail, oversized in sorted(fetched, key=lambda f: (f[0].arrival, f[0].uid)):
             if self.stop_requested.is_set():
                 break
-            handled = self._handle_mail(mail, inbox.uidvalidity)
+            if oversized:
+                handled = self._handle_oversized(mail, inbox.uidvalidity)
+            else:
+                handled = self._handle_mail(mail, inbox.uidvalidity)
             settled[mail.uid] = handled.state != "failed"
             if handled.move:
                 moves.append((handled.row_id, mail.uid, handled.state))
@@ -243,6 +283,38 @@ class Pipeline:
             f" (forwarded by {forwarded_by})" if forwarded_by else "",
         )
         return Handled(row_id, state, result)
+
+    def _handle_oversized(self, mail: FetchedMail, uidvalidity: int) -> Handled:
+        """A mail over max_message_bytes: recorded from its header, to review, never downloaded."""
+        folder = self.config.imap.folder
+        parsed = self._parse(mail.raw)  # the header alone: sender, subject, Message-ID
+        reason = (
+            f"too large to read: {mail.size / 1e6:.1f} MB, the limit is "
+            f"{self.config.imap.max_message_bytes / 1e6:.1f} MB (imap.max_message_bytes)"
+        )
+        with self.store.transaction() as conn:
+            row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+            if row is not None:
+                return _settled_before(row)
+            row_id = self.store.record_message(
+                conn,
+                self.clock(),
+                folder=folder,
+                uidvalidity=uidvalidity,
+                uid=mail.uid,
+                dedupe_key=f"{dedupe_key(parsed, mail.raw)}#size{mail.size}",
+                message_id=parsed.headers.message_id,
+                arrival=mail.arrival,
+                sender=parsed.headers.from_address,
+                subject=parsed.headers.subject[:2000],
+                state="review",
+                outcome="not read",
+                reason=reason,
+            )
+        log.warning(
+            "mail uid=%s id=%s: %s; moved to review", mail.uid, parsed.headers.message_id, reason
+        )
+        return Handled(row_id, "review", self._result(mail, parsed, "review", reason))
 
     def _parse(self, raw: bytes) -> ParsedMail:
         return parse_mail(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -167,8 +167,33 @@ class Registrar:
     def enqueue(
         self, conn: Connection, key: str, row_id: int | None, purpose: str, request: ReplyRequest
     ) -> bool:
+        """Queue a reply to participants, minus anyone who already got too many today.
+
+        The per-address cap is the last brake against a mail loop with an auto-responder
+        that sets none of the headers RFC 3834 asks for.
+        """
+        now = self.clock()
+        cap = self.config.mailbot.max_replies_per_address_per_day
+        allowed = []
+        for name, address in request.recipients:
+            if self.store.replies_to(conn, address, now - timedelta(days=1)) >= cap:
+                log.warning(
+                    "no reply to %s: %d replies in 24 hours already (loop brake "
+                    "mailbot.max_replies_per_address_per_day)",
+                    address,
+                    cap,
+                )
+                self.store.set_health(
+                    conn, "alert:reply_cap", f"replies to {address} stopped after {cap} a day", now
+                )
+                continue
+            allowed.append((name, address))
+        if not allowed:
+            return False
+        if len(allowed) != len(request.recipients):
+            request = replace(request, recipients=allowed)
         return self.enqueue_message(
-            conn, key, row_id, purpose, build_message(request, self.config, self.clock())
+            conn, key, row_id, purpose, build_message(request, self.config, now)
         )
 
     def forward_question(

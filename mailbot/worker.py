@@ -20,22 +20,37 @@ from apscheduler.triggers.interval import IntervalTrigger
 from mailbot.admin.privacy import purge_expired
 from mailbot.config import Config
 from mailbot.digest import digest_if_due
+from mailbot.inbox.idle import IdleWatcher
 from mailbot.inbox.imap import InboxError
-from mailbot.pipeline import CycleReport, Pipeline
+from mailbot.pipeline import CycleReport, MailboxBusy, Pipeline
 from mailbot.reload import ConfigWatcher
 
 log = logging.getLogger("mailbot")
+
+
+def _note_error(pipeline: Pipeline, text: str) -> None:
+    """Keep the last error for `mailbot status` and the digest (best effort)."""
+    try:
+        with pipeline.store.transaction() as conn:
+            pipeline.store.set_health(conn, "last_error", text, pipeline.clock())
+    except Exception:  # the database itself may be the problem; the log line stays
+        log.debug("could not record the error in the database", exc_info=True)
 
 
 async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
     """One cycle; connection problems are logged in one line and retried at the next tick."""
     try:
         report = await pipeline.cycle()
-    except InboxError as exc:
+    except MailboxBusy as exc:
         log.warning("cycle skipped: %s", exc)
         return None
-    except Exception:
+    except InboxError as exc:
+        log.warning("cycle skipped: %s", exc)
+        await asyncio.to_thread(_note_error, pipeline, str(exc))
+        return None
+    except Exception as exc:
         log.exception("cycle failed unexpectedly; retrying at the next poll")
+        await asyncio.to_thread(_note_error, pipeline, f"{exc.__class__.__name__}: {exc}")
         return None
     if report.mails or report.send.sent or report.send.failed or report.promoted:
         log.info(
@@ -58,6 +73,9 @@ class Worker:
         self.scheduler = AsyncIOScheduler(timezone=pipeline.config.tz)
         self.running: set[asyncio.Task[object]] = set()
         self._reload_requested = False
+        self._polling = False
+        self._again = False
+        self.idle: IdleWatcher | None = None
 
     @property
     def config(self) -> Config:
@@ -100,9 +118,24 @@ class Worker:
     async def poll(self) -> None:
         async def work() -> None:
             self._reload()
-            await run_cycle_logged(self.pipeline)
+            while True:
+                self._again = False
+                await run_cycle_logged(self.pipeline)
+                if not self._again or self.pipeline.stop_requested.is_set():
+                    break
 
-        await self._tracked(work)
+        self._polling = True
+        try:
+            await self._tracked(work)
+        finally:
+            self._polling = False
+
+    def wake(self) -> None:
+        """New mail announced (IDLE): run a cycle now, or once more after the running one."""
+        if self._polling:
+            self._again = True
+        elif not self.pipeline.stop_requested.is_set():
+            self.scheduler.modify_job("poll", next_run_time=datetime.now(self.config.tz))
 
     async def digest(self) -> None:
         """Today's digest if it is due and not made yet: also the catch-up after downtime."""
@@ -149,14 +182,25 @@ class Worker:
             **jobs,
         )
         self.scheduler.start()
+        if self.config.imap.idle:
+            loop = asyncio.get_running_loop()
+            self.idle = IdleWatcher(
+                self.config.imap,
+                lambda: loop.call_soon_threadsafe(self.wake),
+                self.pipeline.imap_ssl_context,
+            )
+            self.idle.start()
 
     async def stop(self) -> None:
         """No new job starts; the running ones finish the mail in hand (and send its reply)."""
         self.scheduler.pause()
         self.pipeline.stop_requested.set()
+        if self.idle is not None:
+            self.idle.stop()
         if self.running:
             await asyncio.gather(*list(self.running), return_exceptions=True)
         self.scheduler.shutdown(wait=False)
+        self.pipeline.release()
 
 
 async def run_worker(pipeline: Pipeline, stop: asyncio.Event | None = None) -> None:

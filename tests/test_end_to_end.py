@@ -351,3 +351,28 @@ def test_parse_command_prints_the_contract(tmp_path: Path) -> None:
         {"name": "Anna Arndt", "email": "anna.arndt@example.org", "organisation": "Stadt Dortmund"}
     ]
     assert lines[0]["lunch"] is True
+
+
+def test_mail_over_the_size_limit_goes_to_review_unread(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    config = make_config(
+        tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port, password=dovecot.password
+    )
+    config = config.model_copy(
+        update={"imap": config.imap.model_copy(update={"max_message_bytes": 100_000})}
+    )
+    big = mail(
+        form("Anna Arndt", "anna.arndt@example.org") + "x" * 200_000,
+        sender="Anna Arndt <anna.arndt@example.org>",
+    )
+    dovecot.append(big, JAN)
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    report = run_cycle(config)
+    assert [(m.sender, m.state) for m in report.mails] == [
+        ("anna.arndt@example.org", "review"),
+        ("bernd.brandt@example.org", "done"),
+    ]
+    assert "too large to read" in report.mails[0].outcome
+    assert dovecot.flags(config.imap.review_folder) == {1: set()}  # unread, for a human
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["bernd.brandt@example.org"]]

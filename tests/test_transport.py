@@ -135,3 +135,45 @@ def test_folders_follow_the_servers_separator(tmp_path: Path, smtp_sink: SmtpSin
         store.close()
         assert "INBOX.Processed" in server.folders()
         assert server.folder_uids("INBOX.Processed") == [1]
+
+
+def test_idle_answers_without_waiting_for_the_poll(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        shipped_config_text(
+            **{
+                "port = 143": f"port = {dovecot.port}",
+                "port = 25": f"port = {smtp_sink.port}",
+                "poll_seconds = 60": "poll_seconds = 600",  # polling alone: ten minutes
+                'password = "change-me"': f'password = "{dovecot.password}"',
+                'url = "sqlite:///mailbot.sqlite3"': f'url = "sqlite:///{tmp_path / "idle.db"}"',
+                'time = "07:30"': 'time = "23:59"',
+            }
+        ),
+        encoding="utf-8",
+    )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailbot", "run", "--config", str(config_file)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "IMAP IDLE on" not in log_path.read_text(encoding="utf-8"):
+            assert time.monotonic() < deadline, log_path.read_text(encoding="utf-8")
+            time.sleep(0.1)
+        smtp_sink.clear()
+        dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
+        smtp_sink.wait_for(1, timeout=20)
+        assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    output = log_path.read_text(encoding="utf-8")
+    assert process.returncode == 0, output
+    assert "IMAP IDLE on INBOX" in output and "Traceback" not in output

@@ -40,7 +40,15 @@ def _send_now(config: Config, store) -> str:  # type: ignore[no-untyped-def]
     """Hand queued replies to SMTP at once, so an admin sees the result of the command."""
     from mailbot.send.smtp import send_outbox
 
-    report = asyncio.run(send_outbox(store, config.smtp, config.organiser.address, _now))
+    report = asyncio.run(
+        send_outbox(
+            store,
+            config.smtp,
+            config.organiser.address,
+            _now,
+            hourly_cap=config.mailbot.max_replies_per_hour,
+        )
+    )
     text = f"{report.sent} mails sent"
     if report.retried or report.failed:
         text += f", {report.retried} to retry, {report.failed} failed (see `mailbot status`)"
@@ -81,6 +89,9 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         f"replies waiting to be sent: {state.outbox_backlog}, failed for good: {state.failed_replies}"
     )
     print(f"mails in review: {state.review_queue}, mails failing (retried): {state.failing_mails}")
+    for name, (value, at) in sorted(state.notes.items()):
+        if value:
+            print(f"{name.replace('alert:', 'ALERT ')}: {value} ({_local(config, at)})")
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
+from mailbot.store.schema import health as health_table
 from mailbot.store.schema import mailbox_state, messages, outbox
 
 
@@ -18,6 +19,7 @@ class Health:
     failed_replies: int
     review_queue: int
     failing_mails: int
+    notes: dict[str, tuple[str, datetime]]  # the worker's alerts and last error
 
 
 def health(conn: Connection) -> Health:
@@ -43,6 +45,7 @@ def health(conn: Connection) -> Health:
         failing_mails=count(
             select(func.count()).select_from(messages).where(messages.c.state == "failed")
         ),
+        notes={r.name: (r.value, r.at) for r in conn.execute(select(health_table))},
     )
 
 

@@ -14,7 +14,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, select
 
 from mailbot.config import Config, EventSettings
-from mailbot.store.schema import digests, messages, outbox, participants, registrations
+from mailbot.store.schema import (
+    digests,
+    health,
+    messages,
+    outbox,
+    participants,
+    registrations,
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ def collect(conn: Connection, config: Config, now: datetime) -> DigestData:
     data = DigestData(day=now.astimezone(config.tz).date(), since=since, generated_at=now)
     data.events = [_summary(config, event, everyone, now) for event in config.events]
     data.changes = [p for p in everyone if since is None or p.updated_at > since]
-    data.attention = _attention(conn, config)
+    data.attention = _attention(conn, config, since)
     return data
 
 
@@ -151,7 +158,9 @@ def _history(config: Config, rows: list[PersonRow]) -> list[tuple[date, int]]:
     return history[-14:]
 
 
-def _attention(conn: Connection, config: Config) -> list[AttentionItem]:
+def _attention(
+    conn: Connection, config: Config, since: datetime | None = None
+) -> list[AttentionItem]:
     items: list[AttentionItem] = []
     for row in conn.execute(
         select(
@@ -200,6 +209,13 @@ def _attention(conn: Connection, config: Config) -> list[AttentionItem]:
                 f"Antwort nicht zustellbar: {row.last_error or ''}",
             )
         )
+    for row in conn.execute(select(health).where(health.c.name.like("alert:%"))):
+        if row.value and (since is None or row.at > since):
+            items.append(AttentionItem("error", row.at, "mailbot", row.value))
+    if (error := conn.execute(select(health).where(health.c.name == "last_error")).first()) and (
+        error.value and (since is None or error.at > since)
+    ):
+        items.append(AttentionItem("error", error.at, "mailbot", f"Letzter Fehler: {error.value}"))
     order = {"error": 0, "failed_reply": 1, "bounce": 2, "question": 3, "review": 4}
     items.sort(key=lambda i: (order[i.kind], i.when))
     return items

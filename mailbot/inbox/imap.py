@@ -45,9 +45,17 @@ def _tls_context() -> ssl.SSLContext:
 class ImapInbox:
     """One session on one folder. Use as a context manager; every socket call has a timeout."""
 
-    def __init__(self, settings: ImapSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: ImapSettings,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        watch_only: bool = False,
+    ) -> None:
         self.settings = settings
         self._ssl_context = ssl_context
+        # A watching connection (IDLE) selects read-only and creates nothing.
+        self.watch_only = watch_only
         self._client: IMAPClient | None = None
         self.uidvalidity: int = 0
         self.can_move = False
@@ -89,12 +97,12 @@ class ImapInbox:
             self._client = client
             self.can_move = client.has_capability("MOVE")
             self.delimiter = _delimiter(client)
-            for folder in (s.processed_folder, s.review_folder):
+            for folder in () if self.watch_only else (s.processed_folder, s.review_folder):
                 name = self.server_name(folder)
                 if not client.folder_exists(name):
                     client.create_folder(name)
                     log.info("created IMAP folder %s", name)
-            status = client.select_folder(self.server_name(s.folder))
+            status = client.select_folder(self.server_name(s.folder), readonly=self.watch_only)
         except (IMAPClientError, OSError) as exc:
             self.close()
             raise InboxError(f"IMAP {s.host}:{s.port}: {_safe(exc, s.password)}") from None
@@ -134,13 +142,42 @@ class ImapInbox:
             data = response.get(uid)
             if not data or b"BODY[]" not in data:
                 continue  # expunged meanwhile, or a partial answer: never treat as handled
-            arrival = data.get(b"INTERNALDATE")
-            if not isinstance(arrival, datetime):
-                arrival = datetime.now(UTC)
-            elif arrival.tzinfo is None:
-                arrival = arrival.replace(tzinfo=UTC)
             yield FetchedMail(
-                uid, bytes(data[b"BODY[]"]), arrival, int(data.get(b"RFC822.SIZE", 0))
+                uid,
+                bytes(data[b"BODY[]"]),
+                _arrival(data.get(b"INTERNALDATE")),
+                int(data.get(b"RFC822.SIZE", 0)),
+            )
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each UID: asked before fetching, so a huge mail is never downloaded."""
+        if not uids:
+            return {}
+        try:
+            response = self.client.fetch(list(uids), [b"RFC822.SIZE"])
+        except (IMAPClientError, OSError) as exc:
+            raise InboxError(f"IMAP FETCH (sizes) failed: {exc}") from None
+        return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in response.items()}
+
+    def fetch_headers(self, uids: Sequence[int]) -> Iterator[FetchedMail]:
+        """Only the header of each mail (BODY.PEEK[HEADER]): enough to say who sent what."""
+        if not uids:
+            return
+        try:
+            response = self.client.fetch(
+                list(uids), [b"BODY.PEEK[HEADER]", b"INTERNALDATE", b"RFC822.SIZE"]
+            )
+        except (IMAPClientError, OSError) as exc:
+            raise InboxError(f"IMAP FETCH (headers) failed: {exc}") from None
+        for uid in uids:
+            data = response.get(uid)
+            if not data or b"BODY[HEADER]" not in data:
+                continue
+            yield FetchedMail(
+                uid,
+                bytes(data[b"BODY[HEADER]"]),
+                _arrival(data.get(b"INTERNALDATE")),
+                int(data.get(b"RFC822.SIZE", 0)),
             )
 
     def mark_seen(self, uids: Sequence[int]) -> None:
@@ -172,6 +209,14 @@ class ImapInbox:
             action()  # type: ignore[operator]
         except (IMAPClientError, OSError) as exc:
             raise InboxError(f"IMAP {what} failed: {exc}") from None
+
+
+def _arrival(value: object) -> datetime:
+    """INTERNALDATE as an aware datetime; a server that sends none gets "now", with a warning."""
+    if not isinstance(value, datetime):
+        log.warning("IMAP server sent no INTERNALDATE; using the current time as arrival")
+        return datetime.now(UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _delimiter(client: IMAPClient) -> str:

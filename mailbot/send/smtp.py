@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import aiosmtplib
 
 from mailbot.config import SmtpSettings
-from mailbot.store.db import OutboxItem, Store
+from mailbot.store.db import OutboxItem, Store, process_holder
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,29 @@ async def send_outbox(
     envelope_from: str,
     now: Callable[[], datetime],
     ssl_context: ssl.SSLContext | None = None,
+    hourly_cap: int = 300,
 ) -> SendReport:
     """Send every due reply over one SMTP connection (opened only when there is work)."""
     report = SendReport()
     with store.transaction() as conn:
-        due = store.due_outbox(conn, now())
+        sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
+        budget = hourly_cap - sent_last_hour
+        if budget <= 0:
+            store.set_health(
+                conn,
+                "alert:hourly_cap",
+                f"sending paused: {sent_last_hour} mails in the last hour (mailbot.max_replies_per_hour)",
+                now(),
+            )
+            log.error(
+                "sending paused: %d mails went out in the last hour, the cap is %d; "
+                "look for a mail loop",
+                sent_last_hour,
+                hourly_cap,
+            )
+            return report
+        store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
+        due = store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
     if not due:
         return report
     client = smtp_client(settings, ssl_context)

@@ -9,13 +9,25 @@ file waits for the lock instead of both reading the same free seat.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from mailbot.config import Config
@@ -23,6 +35,8 @@ from mailbot.decide.rules import Decision, EventState, Seat, Status
 from mailbot.models import ParsedMail, Participant
 from mailbot.store.schema import (
     SCHEMA_VERSION,
+    health,
+    leases,
     mailbox_state,
     messages,
     metadata,
@@ -352,7 +366,19 @@ class Store:
         )
         return True
 
-    def due_outbox(self, conn: Connection, now: datetime, limit: int = 500) -> list[OutboxItem]:
+    def claim_due(
+        self,
+        conn: Connection,
+        now: datetime,
+        holder: str,
+        lease: timedelta = timedelta(minutes=10),
+        limit: int = 500,
+    ) -> list[OutboxItem]:
+        """Due replies, claimed for `holder` so no other sender takes them meanwhile.
+
+        A claim runs out after `lease`, or at once when its holder was a process on this
+        machine that no longer exists (killed mid-send): at least once, never lost.
+        """
         rows = conn.execute(
             select(
                 outbox.c.id,
@@ -360,6 +386,8 @@ class Store:
                 outbox.c.raw,
                 outbox.c.attempts,
                 outbox.c.message_id,
+                outbox.c.claimed_by,
+                outbox.c.claimed_until,
             )
             .where(
                 outbox.c.sent_at.is_(None),
@@ -368,17 +396,38 @@ class Store:
             )
             .order_by(outbox.c.id)
             .limit(limit)
-        )
+            .with_for_update(skip_locked=True)
+        ).all()
+        free = [
+            r
+            for r in rows
+            if r.claimed_until is None
+            or r.claimed_until <= now
+            or holder_is_gone(r.claimed_by)
+            or r.claimed_by == holder
+        ]
+        if free:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([r.id for r in free]))
+                .values(claimed_by=holder, claimed_until=now + lease)
+            )
         return [
             OutboxItem(r.id, json.loads(r.recipients), r.raw, r.attempts, r.message_id)
-            for r in rows
+            for r in free
         ]
 
     def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
         conn.execute(
             update(outbox)
             .where(outbox.c.id == item_id, outbox.c.sent_at.is_(None))
-            .values(sent_at=now, attempts=outbox.c.attempts + 1, last_error=None)
+            .values(
+                sent_at=now,
+                attempts=outbox.c.attempts + 1,
+                last_error=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
     def mark_retry(
@@ -387,15 +436,76 @@ class Store:
         conn.execute(
             update(outbox)
             .where(outbox.c.id == item_id)
-            .values(attempts=outbox.c.attempts + 1, next_attempt_at=now + delay, last_error=error)
+            .values(
+                attempts=outbox.c.attempts + 1,
+                next_attempt_at=now + delay,
+                last_error=error,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
     def mark_failed(self, conn: Connection, item_id: int, now: datetime, error: str) -> None:
         conn.execute(
             update(outbox)
             .where(outbox.c.id == item_id)
-            .values(attempts=outbox.c.attempts + 1, failed_at=now, last_error=error)
+            .values(
+                attempts=outbox.c.attempts + 1,
+                failed_at=now,
+                last_error=error,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
+
+    def replies_to(self, conn: Connection, address: str, since: datetime) -> int:
+        """Replies queued for `address` since a time (digests and forwards do not count)."""
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(outbox)
+                .where(
+                    outbox.c.created_at >= since,
+                    outbox.c.recipients.like(f'%"{address}"%'),
+                    outbox.c.purpose.not_in(("digest", "forward")),
+                )
+            ).scalar_one()
+        )
+
+    def sent_since(self, conn: Connection, since: datetime) -> int:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.sent_at >= since)
+            ).scalar_one()
+        )
+
+    # --- who works on the mailbox, and how it went ----------------------------------------
+
+    def acquire_lease(
+        self, conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta
+    ) -> str | None:
+        """Take or renew the lease; returns None on success, else the other live holder."""
+        row = conn.execute(select(leases).where(leases.c.name == name)).first()
+        if row is None:
+            conn.execute(insert(leases).values(name=name, holder=holder, expires_at=now + ttl))
+            return None
+        if row.holder != holder and row.expires_at > now and not holder_is_gone(row.holder):
+            return str(row.holder)
+        conn.execute(
+            update(leases).where(leases.c.name == name).values(holder=holder, expires_at=now + ttl)
+        )
+        return None
+
+    def release_lease(self, conn: Connection, name: str, holder: str) -> None:
+        conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+    def set_health(self, conn: Connection, name: str, value: str, now: datetime) -> None:
+        done = conn.execute(update(health).where(health.c.name == name).values(value=value, at=now))
+        if done.rowcount == 0:
+            conn.execute(insert(health).values(name=name, value=value, at=now))
+
+    def health(self, conn: Connection) -> dict[str, tuple[str, datetime]]:
+        return {r.name: (r.value, r.at) for r in conn.execute(select(health))}
 
     def outbox_backlog(self, conn: Connection) -> int:
         return int(
@@ -405,6 +515,27 @@ class Store:
                 .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
             ).scalar_one()
         )
+
+
+def process_holder() -> str:
+    """This process, as lease and claim holder: host name and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_gone(holder: str | None) -> bool:
+    """True when `holder` was a process on this machine that has ended (e.g. killed)."""
+    if not holder or ":" not in holder:
+        return False
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def parsed_to_json(parsed: ParsedMail) -> str:

@@ -140,6 +140,10 @@ outbox = Table(
     Column("sent_at", UtcDateTime),
     Column("failed_at", UtcDateTime),
     Column("last_error", Text),
+    # A sender claims an entry before handing it to SMTP, so two senders (the worker and an
+    # admin command, or a second worker) never send the same reply at the same time.
+    Column("claimed_by", String(100)),
+    Column("claimed_until", UtcDateTime),
 )
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt_at)
 
@@ -171,6 +175,24 @@ anonymous_counts = Table(
     Column("event_id", String(64), primary_key=True),
     Column("status", String(20), primary_key=True),
     Column("count", Integer, nullable=False, default=0),
+)
+
+# Who may work on the mailbox now: one row per lock name, held until `expires_at`.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# The worker's last known state for `mailbot status` and the digest: last poll, last error.
+health = Table(
+    "health",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
 )
 
 schema_info = Table(
