@@ -82,7 +82,12 @@ def cmd_parse(args: argparse.Namespace, config: Config | None) -> int:
             print(f"error: {path}: {exc.strerror}", file=sys.stderr)
             status = EXIT_FAILURE
             continue
-        parsed = parse_mail(raw, default_event=default_event, known_events=known)
+        parsed = parse_mail(
+            raw,
+            default_event=default_event,
+            known_events=known,
+            own_addresses=config.own_addresses if config else (),
+        )
         record = parsed.contract_dict(path.name)
         if args.json:
             print(json.dumps(record, ensure_ascii=False))

@@ -321,6 +321,7 @@ class Pipeline:
             raw,
             default_event=self.config.current_event.number,
             known_events=[e.number for e in self.config.events],
+            own_addresses=self.config.own_addresses,
         )
 
     def _record_failure(

@@ -42,7 +42,10 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
     try:
         report = await pipeline.cycle()
     except MailboxBusy as exc:
-        log.warning("cycle skipped: %s", exc)
+        # Said once per other worker, not at every poll and IDLE wake-up.
+        if getattr(pipeline, "_busy_said", None) != str(exc):
+            log.warning("cycle skipped: %s", exc)
+            pipeline._busy_said = str(exc)  # type: ignore[attr-defined]
         return None
     except InboxError as exc:
         log.warning("cycle skipped: %s", exc)
@@ -52,6 +55,9 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
         log.exception("cycle failed unexpectedly; retrying at the next poll")
         await asyncio.to_thread(_note_error, pipeline, f"{exc.__class__.__name__}: {exc}")
         return None
+    if getattr(pipeline, "_busy_said", None):
+        log.info("the other mailbot has stopped; this one works on the mailbox now")
+        pipeline._busy_said = None  # type: ignore[attr-defined]
     if report.mails or report.send.sent or report.send.failed or report.promoted:
         log.info(
             "cycle: %d mails, %d promoted, %d replies sent, %d to retry, %d failed",

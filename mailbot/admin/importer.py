@@ -115,6 +115,7 @@ def import_mails(
             mail.raw,
             default_event=config.current_event.number,
             known_events=[e.number for e in config.events],
+            own_addresses=config.own_addresses,
         )
         if (parsed.headers.from_address or "") in config.own_addresses:
             report.ours += 1

@@ -195,6 +195,8 @@ def is_late(arrival: datetime, event: EventSettings) -> bool:
 def _silence_reason(parsed: ParsedMail, config: Config) -> Decision | None:
     """Mail we must never answer: auto-replies, bounces, our own mail, and mail not about us."""
     sender = (parsed.headers.from_address or "").lower()
+    if sender and sender in config.own_addresses:
+        return Decision(Route.LEAVE, "sent by one of our own addresses")
     if parsed.intent is Intent.BOUNCE:
         bounced = ", ".join(parsed.bounced_addresses) or "unknown address"
         return Decision(Route.PROCESSED, f"bounce for {bounced}")
@@ -202,8 +204,6 @@ def _silence_reason(parsed: ParsedMail, config: Config) -> Decision | None:
         return Decision(
             Route.PROCESSED, f"auto-reply ({parsed.headers.no_reply_reason or 'subject'})"
         )
-    if sender and sender in config.own_addresses:
-        return Decision(Route.LEAVE, "sent by one of our own addresses")
     if parsed.intent is Intent.OTHER:
         return Decision(Route.LEAVE, "not about the events")
     if parsed.headers.no_reply_reason:

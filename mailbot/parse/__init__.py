@@ -40,15 +40,24 @@ _POINTS_TO_ATTACHMENT = re.compile(
 
 
 def parse_mail(
-    raw: bytes, *, default_event: int = 2, known_events: Collection[int] = (1, 2, 3, 4)
+    raw: bytes,
+    *,
+    default_event: int = 2,
+    known_events: Collection[int] = (1, 2, 3, 4),
+    own_addresses: Collection[str] = (),
 ) -> ParsedMail:
-    """Parse one raw RFC 5322 message. Never raises; see `ParsedMail.needs_review`."""
+    """Parse one raw RFC 5322 message. Never raises; see `ParsedMail.needs_review`.
+
+    `own_addresses` are mailbot's and the organisers' addresses (from the config): mail from
+    them, or carrying an X-Loop that names them, is never answered.
+    """
     try:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", errors="surrogateescape")
         data = bytes(raw)
         known = tuple(sorted({int(e) for e in known_events}))
-        return _parse(data, int(default_event), known)
+        own = frozenset(a.lower() for a in own_addresses)
+        return _read(parse_bytes(data), int(default_event), known, depth=0, own=own)
     except Exception as exc:
         return ParsedMail(intent=Intent.OTHER, needs_review=f"parser error: {type(exc).__name__}")
 
@@ -86,12 +95,14 @@ def _headers(msg: Message, reason: str | None) -> MailHeaders:
     )
 
 
-def _parse(raw: bytes, default_event: int, known: tuple[int, ...]) -> ParsedMail:
-    return _read(parse_bytes(raw), default_event, known, depth=0)
-
-
-def _read(msg: Message, default_event: int, known: tuple[int, ...], depth: int) -> ParsedMail:
-    reason = auto_reply_reason(msg)
+def _read(
+    msg: Message,
+    default_event: int,
+    known: tuple[int, ...],
+    depth: int,
+    own: frozenset[str] = frozenset(),
+) -> ParsedMail:
+    reason = auto_reply_reason(msg, own)
     hdrs = _headers(msg, reason)
     body = body_text(msg)
     review: list[str] = list(body.problems)

@@ -58,11 +58,23 @@ def _return_path(msg: Message) -> str | None:
     return header(msg, "Return-Path")
 
 
-def auto_reply_reason(msg: Message) -> str | None:
-    """Why `msg` must never be answered, or None. Pure header checks, in a fixed order."""
+def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | None:
+    """Why `msg` must never be answered, or None: the one place that decides it.
+
+    Pure header checks in the order of issue 6 (RFC 3834 practice): empty Return-Path; our
+    own addresses (`own`, from the config); daemons, list and no-reply senders;
+    Auto-Submitted; Precedence; List-*; X-Auto-Response-Suppress; X-Autoreply/-Autorespond;
+    X-Loop naming us; multipart/report; X-MS-Exchange-Inbox-Rules-Loop. The first rule that
+    fires names the reason, which is stored with the mail's outcome.
+    """
     rp = _return_path(msg)
     if rp is not None and re.fullmatch(r"\s*<\s*>\s*", rp):
         return "empty Return-Path"
+    if own:
+        for name in ("From", "Sender", "Return-Path"):
+            for _, addr in addresses(msg, name):
+                if addr in own:
+                    return f"{name} is our own address"
     for name in ("From", "Return-Path", "Sender"):
         values = [a for _, a in addresses(msg, name)]
         if name == "Return-Path" and rp and not values:
@@ -86,6 +98,10 @@ def auto_reply_reason(msg: Message) -> str | None:
     for name in _AUTOREPLY_HEADERS:
         if msg.get(name) is not None:
             return f"{name} header"
+    if own:
+        for value in msg.get_all("X-Loop", []):
+            if any(address in str(value).lower() for address in own):
+                return "X-Loop names us"
     if content_type(msg) == "multipart/report":
         return "multipart/report"
     if msg.get("X-MS-Exchange-Inbox-Rules-Loop") is not None:

@@ -60,6 +60,8 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
         return Intent.BOUNCE
     if is_read_receipt(msg) or is_autoreply_subject(subject):
         return Intent.AUTOREPLY
+    if reason == "X-Loop names us":  # our own reply, echoed back by a responder
+        return Intent.AUTOREPLY
     if reason == "multipart/report":  # abuse reports and other machine reports
         return Intent.OTHER
     auto = header(msg, "Auto-Submitted").lower()

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses
 from functools import lru_cache
 
 from mailbot.parse.charsets import decode_bytes
@@ -138,18 +137,64 @@ def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     return list(cache[key])  # type: ignore[call-overload]
 
 
+_ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
+_ADDR_SPEC = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
+def _split_address_list(value: str) -> list[str]:
+    """Split at commas that are outside quotes, comments and angle brackets."""
+    parts, current, depth, quoted, angle = [], [], 0, False, False
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")" and depth:
+            depth -= 1
+        elif not quoted and not depth and char == "<":
+            angle = True
+        elif not quoted and not depth and char == ">":
+            angle = False
+        elif char == "," and not (quoted or depth or angle):
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
 def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """Addresses are taken from the raw header, before any RFC 2047 decoding.
+
+    The mailbox is the last <angle-addr> of each element when there is one: a display name
+    like "victim@evil.example <kai@example.org>" or an encoded word hiding "\\r\\nBcc: …"
+    must never become the address mailbot answers.
+    """
     try:
         values = [_header_str(v) for v in msg.get_all(name, [])]
-        pairs = getaddresses([re.sub(r"\r?\n[ \t]*", " ", v) for v in values])
     except Exception:
         return []
     out = []
-    for display, addr in pairs:
-        addr = addr.strip().strip("<>").lower()
-        if "@" not in addr:
-            continue
-        out.append((decode_header_value(display).strip("'\" "), addr))
+    for value in values:
+        for element in _split_address_list(re.sub(r"\r?\n[ \t]*", " ", value)):
+            angles = list(_ANGLE_ADDR.finditer(element))
+            if angles:
+                addr, display = angles[-1].group(1), element[: angles[-1].start()]
+            else:
+                addr, display = re.sub(r"\([^()]*\)", " ", element).strip(), ""
+            addr = addr.strip().lower()
+            if not _ADDR_SPEC.match(addr):
+                continue
+            out.append((decode_header_value(display).strip("'\" "), addr))
     return out
 
 
