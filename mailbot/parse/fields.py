@@ -24,8 +24,9 @@ SUBSTITUTE = re.compile(
 )
 CANCEL = re.compile(
     r"\babsagen\b|\babsage\b|\bsage\s+(?:[\w.]+\s+){0,4}ab\b|"
-    r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie)\b[^!?\n]{0,120}?\bab\b"
-    r"(?=\s*[.,;!?)]|\s*$)|"
+    r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|(?:folgende[nr]?|meine[nr]?|"
+    r"unsere[nr]?|die|den)\s+\w+|herrn?\s+\w+|frau\s+\w+)\b[^!?\n]{0,120}?\bab\b"
+    r"(?=\s*[.,;:!?)]|\s*$)|"
     r"\b(?:mich|uns|ihn|anmeldung)\b[^!?\n]{0,100}?\b(?:abmelden|abzumelden)\b|"
     r"\babmeldung\s+(?:von|für|zur|vom)\s+(?:der|dem|den)?\s*(?:werkstatt|workshop|termin|\d)|"
     r"\b(?:anmeldung|teilnahme|platz|mich)\b[^!?\n]{0,60}?\bstornier\w*|\bstornierung\b|"
@@ -219,7 +220,16 @@ _GATE = re.compile(
     "meld|werkst|workshop|kosi|veranstaltung|imbiss|absage|registr|teil|attend|particip|"
     "take part|seminar|event|sage|dabei|mitmach|sign|join|be there|add me|add us|count me|"
     "coming|like to come|komme|stelle|statt|vertret|wechsel|übertragen|my place|instead|"
-    "replace|hatte"
+    "replace|hatte|cancel|storn|withdraw"
+)
+# "Abmeldung" alone is what every reply tells people to write to cancel.
+SHORT_CANCEL = re.compile(
+    r"\b(?:abmeld\w*|absage|absagen|storn\w*|cancel\w*|withdraw\w*|melde\s+mich\s+ab|"
+    r"unsubscribe)\b",
+    _I,
+)
+CANCEL_SUBJECT = re.compile(
+    r"^\s*(?:abmeldung|absage|stornierung|storno|cancellation|cancel(?:ling)?|withdrawal)\b", _I
 )
 
 
@@ -247,6 +257,13 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
     is_reply = bool(REPLY_SUBJECT.match(subject))
     subject_own = "" if is_reply else plain_subject
     both = f"{subject_own}\n{own}"
+    words = re.sub(r"[^\w\s-]", " ", own).split()
+    if 0 < len(words) <= 6 and SHORT_CANCEL.search(own) and not REGISTER.search(own):
+        return Intent.CANCEL, None
+    if CANCEL_SUBJECT.match(subject_own) and (
+        CANCEL.search(own) or CANCEL_WEAK.search(own) or len(words) <= 12
+    ):
+        return Intent.CANCEL, None
     has_form = has_form and bool(RELEVANT.search(both) or REGISTER_SUBJECT.search(subject_own))
     strong = (
         has_form
