@@ -46,7 +46,11 @@ CANCEL_WEAK = re.compile(
 )
 UPDATE = re.compile(
     r"\bänder\w*|\bgeändert|korrigier\w*|\bkorrektur|\bumbuch\w*|namensänderung|\bnachtrag|"
-    r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum",
+    r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum|"
+    # "ich komme nun doch zum Mittagessen", "statt vegetarisch bitte vegan", "lunch after all"
+    r"\b(?:nun|jetzt|now)\s+doch\b|\bdoch\s+(?:\w+\s+){0,3}?(?:zum|am|beim|mit|ohne)\s+"
+    r"(?:mittag|imbiss|essen)|\b(?:an)?statt\s+[\w-]+\s+(?:bitte|lieber|nun|jetzt)\b|"
+    r"\b(?:lunch|essen|mittag\w*)\b[^.!?\n]{0,40}\bafter\s+all\b|\bafter\s+all\b[^.!?\n]{0,40}\blunch\b",
     _I,
 )
 EXISTING = re.compile(
@@ -79,8 +83,9 @@ REGISTER = re.compile(
     r"(?:be\s+)?(?:attending|joining|coming)\b|\b(?:i|we)\s+(?:will|shall|['’]ll)\s+join\b|"
     r"\blike\s+to\s+come\b|"
     r"\bbestätige\w*\s+(?:ich\s+|wir\s+)?(?:hiermit\s+)?(?:meine|unsere|die)\s+teilnahme|"
-    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
-    r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
+    r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:kommen|sind)\s+(?:wir\s+)?(?:\w+\s+)?zu\s+(?:zweit|dritt|viert|fünft)\b|"
     r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:[\w.]+\s+){0,3}?dabei\b|\bbin\s+ich\s+(?:[\w.]+\s+){0,3}?dabei\b",
     _I,
 )
@@ -219,7 +224,7 @@ _GATE = re.compile(
     "meld|werkst|workshop|kosi|veranstaltung|imbiss|absage|registr|teil|attend|particip|"
     "take part|seminar|event|sage|dabei|mitmach|sign|join|be there|add me|add us|count me|"
     "coming|like to come|komme|stelle|statt|vertret|wechsel|übertragen|my place|instead|"
-    "replace|hatte"
+    "replace|hatte|zu zweit|zu dritt|zu viert|zu fünft"
 )
 
 
@@ -247,12 +252,14 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
     is_reply = bool(REPLY_SUBJECT.match(subject))
     subject_own = "" if is_reply else plain_subject
     both = f"{subject_own}\n{own}"
+    topic = f"{subject}\n{own}"  # a reply's subject names what the sender replies to
     has_form = has_form and bool(RELEVANT.search(both) or REGISTER_SUBJECT.search(subject_own))
     strong = (
         has_form
         or EVENT_WORDS.search(both)
         or REGISTER.search(own)
-        or (CANCEL.search(both) and RELEVANT.search(both))
+        or (CANCEL.search(both) and RELEVANT.search(topic))
+        or (CANCEL_WEAK.search(own) and is_reply and RELEVANT.search(subject))
         or SUBSTITUTE.search(own)
         or (is_reply and EVENT_WORDS.search(subject))
         or (UPDATE.search(own) and EXISTING.search(both))
