@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mailbot.models import Intent
-from mailbot.parse.text import sentences
+from mailbot.parse.text import sentences, unwrap
 
 _I = re.IGNORECASE
 
@@ -63,7 +63,7 @@ REGISTER = re.compile(
     r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|euch|(?:meine[nrm]?|unsere[nrm]?)"
     r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
     r"(?=\s*[.,;:!?()–-]|\s*$)|"
-    r"\b(?:mich|uns|ihn)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
+    r"\b(?:mich|uns|ihn|sie|herrn?|frau)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
     r"\bmelde[nt]?\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:kolleg\w*|mitarbeit\w*|personen|"
     r"teilnehmer\w*|folgende\w*)\b[^!?\n]{0,120}?\ban\b(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:hier|anbei|hiermit)\s+(?:ist\s+|kommt\s+|sende\s+ich\s+(?:ihnen\s+)?)?"
@@ -87,6 +87,12 @@ REGISTER = re.compile(
     r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
     r"\b(?:kommen|sind)\s+(?:wir\s+)?(?:\w+\s+)?zu\s+(?:zweit|dritt|viert|fünft)\b|"
     r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:[\w.]+\s+){0,3}?dabei\b|\bbin\s+ich\s+(?:[\w.]+\s+){0,3}?dabei\b",
+    _I,
+)
+# "Am 22. bin ich aber wie geplant dabei": an existing registration stays, nothing new.
+KEEPS = re.compile(
+    r"\bwie\s+(?:geplant|angemeldet|besprochen|vorgesehen)|\bas\s+(?:planned|registered|booked)|"
+    r"\bweiterhin\b|\bnach\s+wie\s+vor\b|\bbleibt\b|\bstill\s+(?:come|attend|be\s+there|join)",
     _I,
 )
 CONDITIONAL = re.compile(
@@ -114,95 +120,7 @@ NEGATION = re.compile(
     r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
     _I,
 )
-# Function words: counting them is a robust language guess for short business mail.
-_DE = frozenset(
-    [
-        "ich",
-        "und",
-        "die",
-        "der",
-        "das",
-        "nicht",
-        "mit",
-        "für",
-        "sie",
-        "wir",
-        "bitte",
-        "ist",
-        "bin",
-        "mich",
-        "zur",
-        "zum",
-        "den",
-        "dem",
-        "ein",
-        "eine",
-        "auch",
-        "auf",
-        "uns",
-        "vielen",
-        "dank",
-        "grüße",
-        "sehr",
-        "geehrte",
-        "gern",
-        "gerne",
-        "leider",
-        "am",
-        "an",
-        "im",
-        "von",
-        "zu",
-        "es",
-        "noch",
-    ]
-)
-_EN = frozenset(
-    [
-        "i",
-        "and",
-        "the",
-        "to",
-        "of",
-        "for",
-        "you",
-        "we",
-        "please",
-        "is",
-        "am",
-        "my",
-        "with",
-        "would",
-        "like",
-        "this",
-        "that",
-        "be",
-        "on",
-        "in",
-        "regards",
-        "thank",
-        "thanks",
-        "dear",
-        "will",
-        "your",
-        "it",
-        "as",
-        "at",
-        "have",
-        "a",
-        "an",
-    ]
-)
-_WORD = re.compile(r"\w+")
 MAX_CLASSIFY_CHARS = 3000  # what a person writes to register fits; the rest is only cost
-
-
-def language(text: str) -> str:
-    """'en' when English function words clearly outnumber German ones, else 'de'."""
-    words = _WORD.findall(text[:4000].lower())
-    de = sum(1 for w in words if w in _DE)
-    en = sum(1 for w in words if w in _EN)
-    return "en" if en > de * 1.2 and en >= 3 else "de"
 
 
 def _first_unconditional(pattern: re.Pattern[str], text: str) -> tuple[bool, bool]:
@@ -246,7 +164,9 @@ def classify(own: str, subject: str, has_form: bool = False) -> tuple[Intent, st
 
 def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[Intent, str | None]:
     """`classify` without the pre-check (the tests compare the two)."""
-    own = _ADDRESSES.sub(" ", own[:MAX_CLASSIFY_CHARS])
+    # Hard-wrapped lines ("… zur 2. Werkstatt\nam 22.02. anmelden") are joined first: the
+    # phrase rules look for a verb and its object within one line.
+    own = _ADDRESSES.sub(" ", unwrap(own[:MAX_CLASSIFY_CHARS]))
     subject = _ADDRESSES.sub(" ", subject[:500])
     plain_subject = REPLY_SUBJECT.sub("", subject)
     is_reply = bool(REPLY_SUBJECT.match(subject))
@@ -276,7 +196,8 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
         # "meine Anmeldung zur 2. Werkstatt zurückziehen" names the registration it cancels:
         # only a registration phrase in a sentence of its own makes the mail mixed.
         mixed = any(
-            REGISTER.search(sentence) and not CANCEL.search(sentence) for sentence in sentences(own)
+            REGISTER.search(sentence) and not CANCEL.search(sentence) and not KEEPS.search(sentence)
+            for sentence in sentences(own)
         )
         return Intent.CANCEL, ("cancels and registers in one mail" if mixed else None)
     if UPDATE.search(both) and (EXISTING.search(both) or EXISTING.search(subject)):
