@@ -130,3 +130,33 @@ def statuses(config: Config, event_id: str = "werkstatt-2") -> dict[str, str]:
         ).all()
     store.close()
     return {r.email: r.status for r in rows}
+
+
+def write_config_file(
+    path: Path,
+    *,
+    imap_port: int,
+    smtp_port: int,
+    password: str | None,
+    database: Path,
+    **replacements: str,
+) -> Path:
+    """Write the shipped config.toml, pointed at test servers, to *path* (for CLI subprocesses).
+
+    *replacements* are plain text replacements applied after the ports, the password (None:
+    none in the file, e.g. to take it from MAILBOT_IMAP_PASSWORD) and the database URL.
+    """
+    text = shipped_config_text(
+        **{
+            "port = 143": f"port = {imap_port}",
+            "port = 25": f"port = {smtp_port}",
+            'password = "change-me"': f'password = "{password}"' if password is not None else "",
+            'url = "sqlite:///mailbot.sqlite3"': f'url = "sqlite:///{database}"',
+        }
+    )
+    for old, new in replacements.items():
+        if old not in text:
+            raise ValueError(f"config.toml has no {old!r} to replace")
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -458,6 +458,37 @@ class Dovecot:
         match = re.search(r"\[APPENDUID \d+ (\d+)\]", text)
         return int(match.group(1)) if match else None
 
+    def append_many(self, mails: Iterable[tuple[bytes, datetime]], folder: str = "INBOX") -> int:
+        """APPEND many mails over one connection (each with its INTERNALDATE); returns how many."""
+        count = 0
+        with self.client() as imap:
+            for raw, when in mails:
+                if when.tzinfo is None or when.utcoffset() is None:
+                    raise ValueError("append_many() needs timezone-aware datetimes")
+                imap.append(folder, raw, msg_time=when)
+                count += 1
+            imap.logout()
+        return count
+
+    def message_ids(self, folder: str = "INBOX") -> dict[int, str | None]:
+        """``{uid: Message-ID header}`` for every message in *folder* (read-only, no \\Seen)."""
+        with self.client() as imap:
+            imap.select_folder(folder, readonly=True)
+            uids = imap.search("ALL")
+            items = [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+            fetched = imap.fetch(uids, items) if uids else {}
+            imap.logout()
+        key = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+        return {int(uid): _header(bytes(data[key]), b"message-id") for uid, data in fetched.items()}
+
+    def delete_folder(self, folder: str) -> None:
+        """Delete *folder* (and unsubscribe it), as an admin or another client might."""
+        with self.client() as imap:
+            with contextlib.suppress(IMAPClient.Error):
+                imap.unsubscribe_folder(folder)
+            imap.delete_folder(folder)
+            imap.logout()
+
     def folders(self) -> list[str]:
         """Names of all folders, INBOX included."""
         with self.client() as imap:
@@ -542,6 +573,33 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     login: str | None = None  # the AUTH user, if the client authenticated
+    at: float = field(default_factory=time.monotonic)  # when the sink accepted it (monotonic)
+
+    @property
+    def message_id(self) -> str | None:
+        """The Message-ID header of the message as sent (None if it has none)."""
+        return _header(self.data, b"message-id")
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header (name, raw unfolded value) of the message, in order, as sent."""
+        head = self.data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n")
+        unfolded = re.sub(rb"\n[ \t]+", b" ", head)
+        pairs = []
+        for line in unfolded.split(b"\n"):
+            name, _, value = line.partition(b":")
+            pairs.append(
+                (name.decode("ascii", "replace"), value.strip().decode("utf-8", "replace"))
+            )
+        return pairs
+
+
+def _header(data: bytes, name: bytes) -> str | None:
+    """The first header *name* (lower case) in raw mail *data*, unfolded; None if absent."""
+    head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n")
+    match = re.search(rb"(?im)^" + re.escape(name) + rb":[ \t]*(.*(?:\n[ \t].*)*)", head)
+    if match is None:
+        return None
+    return re.sub(rb"\n[ \t]+", b" ", match.group(1)).strip().decode("utf-8", "replace")
 
 
 class _Handler:
@@ -686,6 +744,10 @@ class SmtpSink:
 
     def messages(self) -> list[EmailMessage]:
         return [self.message(i) for i in range(len(self))]
+
+    def message_ids(self) -> list[str | None]:
+        """The Message-ID of every accepted message, in order: duplicates show up twice."""
+        return [item.message_id for item in self.received]
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
         """Block until at least *count* messages arrived; return them (TimeoutError if not)."""

@@ -137,3 +137,18 @@ def test_cheap_precheck_changes_no_intent() -> None:
             skipped += 1
             assert fields.classify_all_rules(own, subject, True) == (Intent.OTHER, None), path
     assert skipped > 300
+
+
+def test_machine_mail_is_recognised_as_such() -> None:
+    """Beyond 'never answered': bounces are bounces (with the failed address), auto-replies
+    auto-replies, so the organiser learns which participant address fails."""
+    results = parsed_corpus()
+    kinds = labels()
+    bounces = [f for f, k in kinds.items() if k == "bounce" and f not in MISLABELLED]
+    autoreplies = [f for f, k in kinds.items() if k == "autoreply"]
+    as_bounce = [f for f in bounces if results[f][0].intent == Intent.BOUNCE]
+    with_address = [f for f in as_bounce if results[f][0].bounced_addresses]
+    as_autoreply = [f for f in autoreplies if results[f][0].intent == Intent.AUTOREPLY]
+    assert len(as_bounce) >= 0.97 * len(bounces), (len(as_bounce), len(bounces))
+    assert len(with_address) >= 0.9 * len(as_bounce), (len(with_address), len(as_bounce))
+    assert len(as_autoreply) >= 0.9 * len(autoreplies), (len(as_autoreply), len(autoreplies))

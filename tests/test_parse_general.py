@@ -174,3 +174,51 @@ def test_bounce_without_dsn_names_the_failed_address() -> None:
 )
 def test_address_validation(address: str, ok: bool) -> None:
     assert (valid_address(address) is not None) is ok
+
+
+INVITATION = (
+    "Die 2. Werkstatt findet am 22. Februar statt, die Reihe hat vier Werkstätten.\n"
+    "Bitte melden Sie sich an und sagen Sie, ob Sie am Mittagsimbiss teilnehmen und ob Sie\n"
+    "als Referent/in oder Diskussionsteilnehmer/in kommen.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "reply_header",
+    [
+        "Am 15.01.2018 um 10:00 schrieb KoSI-Labs <anmeldung@ils-forschung.example>:",
+        "KoSI-Labs <anmeldung@ils-forschung.example> schrieb am 15.01.2018 10:00:00:",
+        "Zitat von KoSI-Labs <anmeldung@ils-forschung.example>:",
+        "KoSI-Labs <anmeldung@ils-forschung.example> hat am 15.01.2018 um 10:00 geschrieben:",
+        "Von: KoSI-Labs <anmeldung@ils-forschung.example>\nGesendet: Montag, 15. Januar 2018\n"
+        "An: Roth, Jana\nBetreff: Einladung",
+        "Gesendet: Montag, 15. Januar 2018 um 10:00 Uhr\nVon: KoSI-Labs <anmeldung@ils.example>\n"
+        "An: jana.roth@example.com\nBetreff: Einladung",
+        "On Mon, Jan 15, 2018 at 10:00 AM KoSI-Labs <anmeldung@ils-forschung.example> wrote:",
+    ],
+)
+def test_quoted_invitation_is_not_read_as_the_senders_words(reply_header: str) -> None:
+    body = f"Hallo,\n\nich bin am 22. dabei.\n\nGruß\nJana Roth\n\n{reply_header}\n\n{INVITATION}"
+    parsed = parse_mail(mail(body, subject="AW: Einladung 2. Werkstatt"))
+    assert (parsed.intent, parsed.events, parsed.lunch, parsed.role) == (
+        Intent.REGISTER,
+        [2],
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "intent", "lunch"),
+    [
+        ("Werkstatt", "gerne komme ich am 22.2. zur Werkstatt, allerdings ohne Mittagessen.", "register", False),
+        ("Anmeldung 2 Personen", "wir kommen zu zweit, beide mit Mittagessen.", "register", True),
+        ("Re: Anmeldebestaetigung KoSI", "ich kann leider doch nicht kommen.", "cancel", None),
+        ("Mittagessen", "ich bin schon angemeldet und komme nun doch zum Mittagessen.", "update", True),
+        ("Workshop", "I'd like to sign up for the workshop on 22 February. I'll skip lunch.", "register", False),
+        ("Question", "Can I bring a colleague to the workshop? She is not registered yet.", "question", None),
+    ],
+)  # fmt: skip
+def test_everyday_phrasings(subject: str, body: str, intent: str, lunch: bool | None) -> None:
+    parsed = parse_mail(mail(f"Hallo,\n\n{body}\n\nJana Roth\n", subject=subject))
+    assert (parsed.intent.value, parsed.lunch) == (intent, lunch)

@@ -18,6 +18,7 @@ from mailbot.models import Intent, MailHeaders, ParsedMail, Participant
 from mailbot.parse import details, events, fields, machine, participants, people
 from mailbot.parse.attachments import attached_mails, attachment_names
 from mailbot.parse.autoreply import auto_reply_reason, is_bounce
+from mailbot.parse.language import language
 from mailbot.parse.machine import bounced_addresses
 from mailbot.parse.mime import addresses, body_text, header, parse_bytes
 from mailbot.parse.quotes import body_without_signature, split_quoted
@@ -120,7 +121,7 @@ def _read(
         bounced = bounced_addresses(msg) if intent == Intent.BOUNCE else []
         return ParsedMail(
             intent=intent,
-            language=fields.language(own or subject),
+            language=language(own or subject),
             headers=hdrs,
             bounced_addresses=bounced,
             needs_review="; ".join(review) or None,
@@ -148,7 +149,7 @@ def _read(
         review.append(why)
     result = ParsedMail(
         intent=intent,
-        language=fields.language(own or subject),
+        language=language(own or subject),
         events=events.events(text, subject, intent, default_event, known),
         headers=hdrs,
         attachments=attachment_names(msg),

@@ -27,11 +27,13 @@ _LIST_SOFTWARE = frozenset({"x-mailman-version", "x-mlserver", "x-ml-name", "x-l
 _AUTOREPLY_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
 
 AUTOREPLY_SUBJECT = re.compile(
-    r"^\s*(?:(?:re|aw|fw|wg)\s*:\s*)?(?:automatische\s+antwort|automatic\s+reply|auto\s*reply|"
+    r"^\s*\[?\s*(?:(?:re|aw|fw|wg)\s*:\s*)?(?:automatische\s+antwort|automatic\s+reply|auto\s*reply|"
     r"autoreply|auto-reply|auto\s*:|abwesenheitsnotiz|abwesenheit|abwesend|out\s+of\s+(?:the\s+)?"
     r"office|ooo\b|urlaub|vacation|on\s+vacation|away\s+from|r[ée]ponse\s+automatique|"
     r"automatisch\s+antwoord|respuesta\s+autom[aá]tica|risposta\s+automatica|"
-    r"afwezig|office\s+closed|i\s+am\s+out|i\s*'?m\s+out)",
+    r"afwezig|office\s+closed|i\s+am\s+out|i\s*'?m\s+out|automatyczna\s+odpowied|"
+    r"automatisk\s+svar|resposta\s+autom[aá]tica|automaattinen\s+vastaus|"
+    r"automatick[aá]\s+odpov[eě]d|abwesenheits?(?:meldung|info))",
     re.IGNORECASE,
 )
 BOUNCE_SUBJECT = re.compile(
@@ -40,7 +42,10 @@ BOUNCE_SUBJECT = re.compile(
     r"unzustellbar|nicht\s+zustellbar|delivery\s+has\s+failed|could\s+not\s+be\s+delivered|"
     r"non\s+remis|non\s+recapitabile|message\s+not\s+delivered|delivery\s+problem|"
     r"mail\s+system\s+error|unable\s+to\s+deliver|rejected|bounce|delivery\s+warning|"
-    r"delivery\s+notification|non\s+remis|nicht\s+zustellbar",
+    r"delivery\s+notification|non\s+remis|nicht\s+zustellbar|mail\s+failure|failed\s+delivery|"
+    r"delivery\s+failure|non-?delivery|error\s+sending|could\s+not\s+send|mail\s+error|"
+    r"user\s+unknown|not\s+delivered|nicht\s+zugestellt|zustellungsfehler|unzustellbare|"
+    r"message\s+\S+\s+delayed|delivery\s+delayed|не\s+доставлено|メールエラー",
     re.IGNORECASE,
 )
 _DAEMON_NAME = re.compile(r"mail\s*delivery\s*(sub)?system|mailer[-\s]?daemon", re.IGNORECASE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mailbot.models import Intent
-from mailbot.parse.text import sentences
+from mailbot.parse.text import sentences, unwrap
 
 _I = re.IGNORECASE
 
@@ -47,7 +47,11 @@ CANCEL_WEAK = re.compile(
 )
 UPDATE = re.compile(
     r"\bänder\w*|\bgeändert|korrigier\w*|\bkorrektur|\bumbuch\w*|namensänderung|\bnachtrag|"
-    r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum",
+    r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum|"
+    # "ich komme nun doch zum Mittagessen", "statt vegetarisch bitte vegan", "lunch after all"
+    r"\b(?:nun|jetzt|now)\s+doch\b|\bdoch\s+(?:\w+\s+){0,3}?(?:zum|am|beim|mit|ohne)\s+"
+    r"(?:mittag|imbiss|essen)|\b(?:an)?statt\s+[\w-]+\s+(?:bitte|lieber|nun|jetzt)\b|"
+    r"\b(?:lunch|essen|mittag\w*)\b[^.!?\n]{0,40}\bafter\s+all\b|\bafter\s+all\b[^.!?\n]{0,40}\blunch\b",
     _I,
 )
 EXISTING = re.compile(
@@ -60,7 +64,7 @@ REGISTER = re.compile(
     r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|euch|(?:meine[nrm]?|unsere[nrm]?)"
     r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
     r"(?=\s*[.,;:!?()–-]|\s*$)|"
-    r"\b(?:mich|uns|ihn)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
+    r"\b(?:mich|uns|ihn|sie|herrn?|frau)\b[^!?\n]{0,120}?\ban(?:zu)?melden\b|"
     r"\bmelde[nt]?\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:kolleg\w*|mitarbeit\w*|personen|"
     r"teilnehmer\w*|folgende\w*)\b[^!?\n]{0,120}?\ban\b(?=\s*[.,;:!?()–-]|\s*$)|"
     r"\b(?:hier|anbei|hiermit)\s+(?:ist\s+|kommt\s+|sende\s+ich\s+(?:ihnen\s+)?)?"
@@ -80,9 +84,16 @@ REGISTER = re.compile(
     r"(?:be\s+)?(?:attending|joining|coming)\b|\b(?:i|we)\s+(?:will|shall|['’]ll)\s+join\b|"
     r"\blike\s+to\s+come\b|"
     r"\bbestätige\w*\s+(?:ich\s+|wir\s+)?(?:hiermit\s+)?(?:meine|unsere|die)\s+teilnahme|"
-    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
-    r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:\w+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
+    r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:kommen|sind)\s+(?:wir\s+)?(?:\w+\s+)?zu\s+(?:zweit|dritt|viert|fünft)\b|"
     r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:[\w.]+\s+){0,3}?dabei\b|\bbin\s+ich\s+(?:[\w.]+\s+){0,3}?dabei\b",
+    _I,
+)
+# "Am 22. bin ich aber wie geplant dabei": an existing registration stays, nothing new.
+KEEPS = re.compile(
+    r"\bwie\s+(?:geplant|angemeldet|besprochen|vorgesehen)|\bas\s+(?:planned|registered|booked)|"
+    r"\bweiterhin\b|\bnach\s+wie\s+vor\b|\bbleibt\b|\bstill\s+(?:come|attend|be\s+there|join)",
     _I,
 )
 CONDITIONAL = re.compile(
@@ -110,95 +121,7 @@ NEGATION = re.compile(
     r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
     _I,
 )
-# Function words: counting them is a robust language guess for short business mail.
-_DE = frozenset(
-    [
-        "ich",
-        "und",
-        "die",
-        "der",
-        "das",
-        "nicht",
-        "mit",
-        "für",
-        "sie",
-        "wir",
-        "bitte",
-        "ist",
-        "bin",
-        "mich",
-        "zur",
-        "zum",
-        "den",
-        "dem",
-        "ein",
-        "eine",
-        "auch",
-        "auf",
-        "uns",
-        "vielen",
-        "dank",
-        "grüße",
-        "sehr",
-        "geehrte",
-        "gern",
-        "gerne",
-        "leider",
-        "am",
-        "an",
-        "im",
-        "von",
-        "zu",
-        "es",
-        "noch",
-    ]
-)
-_EN = frozenset(
-    [
-        "i",
-        "and",
-        "the",
-        "to",
-        "of",
-        "for",
-        "you",
-        "we",
-        "please",
-        "is",
-        "am",
-        "my",
-        "with",
-        "would",
-        "like",
-        "this",
-        "that",
-        "be",
-        "on",
-        "in",
-        "regards",
-        "thank",
-        "thanks",
-        "dear",
-        "will",
-        "your",
-        "it",
-        "as",
-        "at",
-        "have",
-        "a",
-        "an",
-    ]
-)
-_WORD = re.compile(r"\w+")
 MAX_CLASSIFY_CHARS = 3000  # what a person writes to register fits; the rest is only cost
-
-
-def language(text: str) -> str:
-    """'en' when English function words clearly outnumber German ones, else 'de'."""
-    words = _WORD.findall(text[:4000].lower())
-    de = sum(1 for w in words if w in _DE)
-    en = sum(1 for w in words if w in _EN)
-    return "en" if en > de * 1.2 and en >= 3 else "de"
 
 
 def _first_unconditional(pattern: re.Pattern[str], text: str) -> tuple[bool, bool]:
@@ -220,7 +143,7 @@ _GATE = re.compile(
     "meld|werkst|workshop|kosi|veranstaltung|imbiss|absage|registr|teil|attend|particip|"
     "take part|seminar|event|sage|dabei|mitmach|sign|join|be there|add me|add us|count me|"
     "coming|like to come|komme|stelle|statt|vertret|wechsel|übertragen|my place|instead|"
-    "replace|hatte|cancel|storn|withdraw"
+    "replace|hatte|zu zweit|zu dritt|zu viert|zu fünft|cancel|storn|withdraw"
 )
 # "Abmeldung" alone is what every reply tells people to write to cancel.
 SHORT_CANCEL = re.compile(
@@ -251,7 +174,9 @@ def classify(own: str, subject: str, has_form: bool = False) -> tuple[Intent, st
 
 def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[Intent, str | None]:
     """`classify` without the pre-check (the tests compare the two)."""
-    own = _ADDRESSES.sub(" ", own[:MAX_CLASSIFY_CHARS])
+    # Hard-wrapped lines ("… zur 2. Werkstatt\nam 22.02. anmelden") are joined first: the
+    # phrase rules look for a verb and its object within one line.
+    own = _ADDRESSES.sub(" ", unwrap(own[:MAX_CLASSIFY_CHARS]))
     subject = _ADDRESSES.sub(" ", subject[:500])
     plain_subject = REPLY_SUBJECT.sub("", subject)
     is_reply = bool(REPLY_SUBJECT.match(subject))
@@ -264,12 +189,14 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
         CANCEL.search(own) or CANCEL_WEAK.search(own) or len(words) <= 12
     ):
         return Intent.CANCEL, None
+    topic = f"{subject}\n{own}"  # a reply's subject names what the sender replies to
     has_form = has_form and bool(RELEVANT.search(both) or REGISTER_SUBJECT.search(subject_own))
     strong = (
         has_form
         or EVENT_WORDS.search(both)
         or REGISTER.search(own)
-        or (CANCEL.search(both) and RELEVANT.search(both))
+        or (CANCEL.search(both) and RELEVANT.search(topic))
+        or (CANCEL_WEAK.search(own) and is_reply and RELEVANT.search(subject))
         or SUBSTITUTE.search(own)
         or (is_reply and EVENT_WORDS.search(subject))
         or (UPDATE.search(own) and EXISTING.search(both))
@@ -286,7 +213,8 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
         # "meine Anmeldung zur 2. Werkstatt zurückziehen" names the registration it cancels:
         # only a registration phrase in a sentence of its own makes the mail mixed.
         mixed = any(
-            REGISTER.search(sentence) and not CANCEL.search(sentence) for sentence in sentences(own)
+            REGISTER.search(sentence) and not CANCEL.search(sentence) and not KEEPS.search(sentence)
+            for sentence in sentences(own)
         )
         return Intent.CANCEL, ("cancels and registers in one mail" if mixed else None)
     if UPDATE.search(both) and (EXISTING.search(both) or EXISTING.search(subject)):

@@ -75,18 +75,19 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
         return Intent.BOUNCE if _BOUNCE_BODY.search(text[:5000]) and not auto else Intent.AUTOREPLY
     if reason and _DAEMON_REASON.search(reason):
         return Intent.BOUNCE
+    # A failure subject and a failure text: a bounce, whatever list or daemon headers it has.
+    if BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(text[:20_000]):
+        return Intent.BOUNCE
     if reason and re.match(r"(?:From|Return-Path|Sender) is ", reason):
         return Intent.OTHER  # list servers, list owners, no-reply senders: nobody to talk to
     if reason == "empty Return-Path" or (auto and auto != "no"):
-        if _BOUNCE_BODY.search(text[:5000]):
+        if _BOUNCE_BODY.search(text[:5000]) or BOUNCE_SUBJECT.search(subject):
             return Intent.BOUNCE
         if _AUTOREPLY_BODY.search(text[:5000]) or reason == "empty Return-Path":
             return Intent.AUTOREPLY
         return Intent.OTHER
     if reason and _LIST_REASON.search(reason):
         return Intent.OTHER
-    if BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(text[:20_000]):
-        return Intent.BOUNCE
     return None
 
 

@@ -14,6 +14,7 @@ from email.message import Message
 from mailbot.parse import fields, orgs, people
 from mailbot.parse.mime import addresses
 from mailbot.parse.quotes import body_without_signature
+from mailbot.parse.validate import valid_address
 
 _FREEMAIL = frozenset(
     [
@@ -72,9 +73,11 @@ def find(
             form0.setdefault(key, value)
     if forms:
         for entry in forms:
-            email = (entry.get("email") or "").lower()
-            match = people.EMAIL_RE.search(email)
+            written = (entry.get("email") or "").lower()
+            match = people.EMAIL_RE.search(written)
             email = match.group(0) if match else (from_addr if len(forms) == 1 else "")
+            if "@" in written and not (match and valid_address(match.group(0))):
+                review.append(f"e-mail address not valid: {written[:80]}")
             name = people.clean_name(entry.get("name")) or (
                 sender.name if email == from_addr else None
             )
@@ -109,6 +112,9 @@ def find(
         )
         if not person.org and (is_sender or same_org):
             person.org = org
+    bad = [p.email for p in found if p.email and not valid_address(p.email)]
+    if bad:
+        review.append(f"e-mail address not valid: {bad[0][:80]}")
     if not found or any(not p.email for p in found):
         review.append("no participant e-mail found")
     elif any(not p.name for p in found):

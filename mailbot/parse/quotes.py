@@ -21,7 +21,11 @@ _SEPARATOR = re.compile(
 )
 _REPLY_HEADER = re.compile(
     r"^\s*(?:Am\s.{4,120}?\sschrieb\s.{0,200}:|On\s.{4,200}?\swrote:|Le\s.{4,120}?\sa\s[ée]crit\s?:|"
-    r"El\s.{4,120}?\sescribi[óo]:|Op\s.{4,120}?\sschreef.{0,200}:)\s*$",
+    r"El\s.{4,120}?\sescribi[óo]:|Op\s.{4,120}?\sschreef.{0,200}:|"
+    # Lotus Notes, Horde and other webmail: "X <x@y> schrieb am …:", "Zitat von X:",
+    # "X hat am … geschrieben:", "X wrote on …:"
+    r".{1,200}?\s(?:schrieb|wrote)\s+(?:am|on)\s.{4,80}:|Zitat\s+von\s.{1,200}:|"
+    r".{1,200}?\shat\s+am\s.{4,80}\sgeschrieben\s*:)\s*$",
     re.IGNORECASE,
 )
 _REPLY_HEADER_START = re.compile(r"^\s*(?:Am|On|Le|El|Op)\s+\S", re.IGNORECASE)
