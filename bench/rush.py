@@ -1,0 +1,387 @@
+"""How close does mailbot get to the mail servers in a registration rush? (issue 7)
+
+    python bench/rush.py [--n 2000] [--repeat 3] [--profile] [--batch-size 50]
+
+Starts its own Dovecot and SMTP sink on loopback (tests/servers.py), fills the INBOX with N
+registration mails (bench/rushmail.py: forms, de/en prose, HTML, two people, the series,
+cancellations, second registrations, out-of-office replies; capacity N/2 per workshop, so
+there are confirmations, waiting-list answers and promotions), then measures, per round:
+
+* **mailbot**: a fresh SQLite database and `mailbot poll --once` as a subprocess, run again
+  until every mail is settled and the outbox is empty (one `poll --once` sends at most 500
+  replies, see the report). Time is wall time over all invocations; memory is the peak RSS
+  of the largest invocation, taken per child with os.wait4 (the rusage of that one child).
+* **the limit**: the same N mails (the inbox is refilled) fetched with imapclient as mailbot
+  fetches them (UID SEARCH, then BODY.PEEK[] + INTERNALDATE + RFC822.SIZE in batches of
+  `batch_size`), then the very replies mailbot produced (same count, same bytes, read from its
+  outbox before the clock starts) sent with aiosmtplib over one connection. No parsing, no
+  rules, no database. It runs in a child process too, so that neither side shares a GIL with
+  the sink thread of this script. The moves mailbot also does are timed separately ("MOVE floor"), not
+  counted in the limit, because issue 7 defines the limit as fetch + send.
+
+Why a subprocess: it is what a cron user runs, and the peak memory of a separate process is
+not blurred by this script's own (which holds the sink's copies of every reply).
+
+`--profile` adds one more mailbot run under cProfile (in a child, `poll_inbox()` and `send()`
+called in the main thread, see `profile_child`), writes bench/rush-<n>.prof and prints the
+top 25 by cumulative time. Its wall time is inflated by the profiler and not in the medians.
+`--repeat 0 --profile` only profiles.
+
+A benchmark, not a test: nothing here fails on a slow machine. Other load on the machine
+changes the figures, which is why rounds are repeated and medians printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from imapclient import IMAPClient
+from rushmail import REPO, Dovecot, SmtpSink, append_all, rush_mails, write_config
+
+from mailbot.inbox.imap import FETCH_ITEMS
+
+PYTHON = sys.executable
+MAX_POLLS = 200
+
+
+@dataclass
+class MailbotRun:
+    seconds: float
+    polls: int
+    peak_rss_kib: int
+    mails: int
+    replies: int
+    states: dict[str, int] = field(default_factory=dict)
+    reply_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+
+@dataclass
+class LimitRun:
+    fetch_seconds: float
+    send_seconds: float
+    move_seconds: float
+    fetched_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.fetch_seconds + self.send_seconds
+
+
+def run_child(argv: list[str], log_path: Path) -> tuple[int, int, float]:
+    """Run one child to its end: exit code, its own peak RSS in KiB, its CPU seconds.
+
+    os.wait4 gives the rusage of exactly this child (RUSAGE_CHILDREN would be the maximum
+    over every child this script ever waited for).
+    """
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
+
+
+def db_counts(database: Path) -> tuple[int, int, int, dict[str, int]]:
+    """(messages, outbox rows, unsent outbox rows, messages by state) of mailbot's database."""
+    with sqlite3.connect(database) as db:
+        mails = db.execute("select count(*) from messages").fetchone()[0]
+        queued = db.execute("select count(*) from outbox").fetchone()[0]
+        unsent = db.execute(
+            "select count(*) from outbox where sent_at is null and failed_at is null"
+        ).fetchone()[0]
+        states = dict(db.execute("select state, count(*) from messages group by state").fetchall())
+    return int(mails), int(queued), int(unsent), states
+
+
+def run_mailbot(config: Path, database: Path, n: int, work: Path) -> MailbotRun:
+    """`mailbot poll --once` until all N mails are settled and the outbox is empty."""
+    log_path = work / "mailbot.log"
+    peak = polls = 0
+    cpu = 0.0
+    started = time.perf_counter()
+    while polls < MAX_POLLS:
+        polls += 1
+        argv = [PYTHON, "-m", "mailbot", "poll", "--once", "--config", str(config)]
+        code, rss, used = run_child(argv, log_path)
+        peak, cpu = max(peak, rss), cpu + used
+        if code != 0:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"mailbot poll --once exited {code}:\n{tail}")
+        mails, _queued, unsent, _ = db_counts(database)
+        if mails >= n and unsent == 0:
+            break
+    seconds = time.perf_counter() - started
+    mails, queued, unsent, states = db_counts(database)
+    if mails < n or unsent:
+        raise RuntimeError(f"mailbot did not finish: {mails}/{n} mails, {unsent} replies unsent")
+    return MailbotRun(seconds, polls, peak, mails, queued, states, cpu_seconds=cpu)
+
+
+def profile_child(config_path: Path, out: Path) -> None:
+    """One whole rush under cProfile, in the main thread, in a child process like `poll --once`.
+
+    `Pipeline.cycle()` runs `poll_inbox` in a worker thread (asyncio.to_thread), which
+    cProfile does not see: profiling `mailbot poll --once` itself shows only the event loop
+    waiting. So this calls the same two stages `cycle()` calls, `poll_inbox()` then `send()`,
+    in the main thread, and sends until the outbox is empty.
+    """
+    from mailbot.config import load_config
+    from mailbot.pipeline import Pipeline
+    from mailbot.store.db import Store
+
+    config = load_config(config_path)
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store)
+
+    async def send_all() -> None:
+        while (await pipeline.send()).sent:
+            pass
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    pipeline.poll_inbox()
+    asyncio.run(send_all())
+    profiler.disable()
+    profiler.dump_stats(str(out))
+    store.close()
+
+
+def run_profile(config: Path, database: Path, n: int, work: Path, out: Path) -> float:
+    argv = [PYTHON, str(Path(__file__).resolve()), "--profile-child", str(config), str(out)]
+    started = time.perf_counter()
+    code, _rss, _cpu = run_child(argv, work / "profile.log")
+    if code != 0:
+        raise RuntimeError("profile child failed:\n" + (work / "profile.log").read_text()[-3000:])
+    mails, _queued, unsent, _ = db_counts(database)
+    if mails < n or unsent:
+        raise RuntimeError(f"profiled run did not finish: {mails}/{n} mails, {unsent} unsent")
+    return time.perf_counter() - started
+
+
+def outbox_replies(database: Path) -> list[tuple[list[str], bytes]]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute("select recipients, raw from outbox order by id").fetchall()
+    return [(json.loads(r), bytes(raw)) for r, raw in rows]
+
+
+def limit_child(spec: dict[str, Any]) -> dict[str, float]:
+    """The servers' floor, in its own process like mailbot: fetch as mailbot does, send, no work.
+
+    The replies are read from mailbot's outbox before the clock starts, so the same count and
+    the same bytes go out. Runs in a child so the SMTP client does not share a GIL with the
+    sink thread of the parent, exactly as mailbot's `poll --once` does not.
+    """
+    replies = outbox_replies(Path(spec["database"]))
+    fetched = 0
+    batch_size = int(spec["batch_size"])
+    started = time.perf_counter()
+    imap = IMAPClient(spec["host"], spec["imap_port"], ssl=False, timeout=120)
+    imap.normalise_times = False
+    imap.login(spec["username"], spec["password"])
+    imap.select_folder("INBOX")
+    uids = sorted(imap.search(["UID", "1:*"]))
+    for start in range(0, len(uids), batch_size):
+        response = imap.fetch(uids[start : start + batch_size], FETCH_ITEMS)
+        fetched += sum(len(data[b"BODY[]"]) for data in response.values())
+    fetch_seconds = time.perf_counter() - started
+    # Not part of the limit: what moving every mail costs the server, batch by batch.
+    imap.create_folder("INBOX/Processed")
+    moved_at = time.perf_counter()
+    for start in range(0, len(uids), batch_size):
+        batch = uids[start : start + batch_size]
+        imap.add_flags(batch, [b"\\Seen"])
+        imap.move(batch, "INBOX/Processed")
+    move_seconds = time.perf_counter() - moved_at
+    imap.logout()
+
+    async def send() -> float:
+        began = time.perf_counter()
+        client = aiosmtplib.SMTP(hostname=spec["host"], port=spec["smtp_port"], timeout=120)
+        await client.connect()
+        for recipients, raw in replies:
+            await client.sendmail("anmeldung@ils-forschung.example", recipients, raw)
+        await client.quit()
+        return time.perf_counter() - began
+
+    send_seconds = asyncio.run(send())
+    return {
+        "fetch_seconds": fetch_seconds,
+        "send_seconds": send_seconds,
+        "move_seconds": move_seconds,
+        "fetched_bytes": fetched,
+        "replies": len(replies),
+    }
+
+
+def run_limit(
+    server: Dovecot, sink: SmtpSink, database: Path, batch_size: int, work: Path
+) -> LimitRun:
+    spec = {
+        "host": server.host,
+        "imap_port": server.port,
+        "username": server.username,
+        "password": server.password,
+        "smtp_port": sink.port,
+        "database": str(database),
+        "batch_size": batch_size,
+    }
+    out = work / "limit.json"
+    argv = [
+        PYTHON,
+        str(Path(__file__).resolve()),
+        "--limit-child",
+        json.dumps(spec),
+        "--limit-out",
+        str(out),
+    ]
+    code, _rss, _cpu = run_child(argv, work / "limit.log")
+    if code != 0:
+        raise RuntimeError(
+            f"limit child exited {code}:\n" + (work / "limit.log").read_text()[-3000:]
+        )
+    result = json.loads(out.read_text())
+    if len(sink) != result["replies"]:
+        raise RuntimeError(f"sink got {len(sink)} of {result['replies']} limit replies")
+    return LimitRun(
+        result["fetch_seconds"],
+        result["send_seconds"],
+        result["move_seconds"],
+        result["fetched_bytes"],
+    )
+
+
+def fill(server: Dovecot, n: int) -> float:
+    server.reset()
+    began = time.perf_counter()
+    append_all(server, rush_mails(n))
+    return time.perf_counter() - began
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    print(f"cProfile of mailbot (poll_inbox + send until the outbox is empty): {path}")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="mails in the rush (default 2000)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are printed")
+    parser.add_argument("--capacity", type=int, help="seats per workshop (default n/2)")
+    parser.add_argument("--batch-size", type=int, default=50, help="[imap] batch_size")
+    parser.add_argument("--profile", action="store_true", help="one more round under cProfile")
+    parser.add_argument(
+        "--profile-out", type=Path, help="where the .prof goes (default bench/rush-<n>.prof)"
+    )
+    parser.add_argument("--limit-child", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--limit-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.profile_child:
+        profile_child(*args.profile_child)
+        return 0
+    if args.limit_child:
+        args.limit_out.write_text(json.dumps(limit_child(json.loads(args.limit_child))))
+        return 0
+    n, capacity = args.n, args.capacity or max(1, args.n // 2)
+
+    mailbot_runs: list[MailbotRun] = []
+    limit_runs: list[LimitRun] = []
+    with tempfile.TemporaryDirectory(prefix="mailbot-rush-") as tmp, Dovecot() as server:
+        work = Path(tmp)
+        with SmtpSink() as sink:
+
+            def config_for(database: Path) -> Path:
+                return write_config(
+                    work,
+                    imap_port=server.port,
+                    smtp_port=sink.port,
+                    password=server.password,
+                    database=database,
+                    capacity=capacity,
+                    batch_size=args.batch_size,
+                )
+
+            for round_no in range(args.repeat):
+                database = work / f"round-{round_no}.sqlite3"
+                config = config_for(database)
+                fill_seconds = fill(server, n)
+                sink.clear()
+                run = run_mailbot(config, database, n, work)
+                if len(sink) != run.replies:
+                    raise RuntimeError(f"sink got {len(sink)} replies, outbox has {run.replies}")
+                run.reply_bytes = sum(len(raw) for _, raw in outbox_replies(database))
+                sink.clear()
+                fill(server, n)
+                limit = run_limit(server, sink, database, args.batch_size, work)
+                sink.clear()
+                database.unlink()
+                mailbot_runs.append(run)
+                limit_runs.append(limit)
+                print(
+                    f"round {round_no + 1}: fill {fill_seconds:.1f} s | mailbot {run.seconds:.2f} s "
+                    f"({run.polls} × poll --once, CPU {run.cpu_seconds:.1f} s, "
+                    f"peak RSS {run.peak_rss_kib / 1024:.1f} MiB) | "
+                    f"limit {limit.seconds:.2f} s (fetch {limit.fetch_seconds:.2f} + send "
+                    f"{limit.send_seconds:.2f}; MOVE {limit.move_seconds:.2f}) | "
+                    f"ratio {run.seconds / limit.seconds:.2f}",
+                    flush=True,
+                )
+            if mailbot_runs:
+                report(n, capacity, args.batch_size, mailbot_runs, limit_runs)
+            if args.profile:
+                database = work / "profiled.sqlite3"
+                config = config_for(database)
+                fill(server, n)
+                sink.clear()
+                out = args.profile_out or REPO / "bench" / f"rush-{n}.prof"
+                seconds = run_profile(config, database, n, work, out)
+                print(f"\nprofiled run: {seconds:.1f} s wall (inflated by cProfile)")
+                print_profile(out)
+    return 0
+
+
+def report(
+    n: int, capacity: int, batch_size: int, runs: list[MailbotRun], limits: list[LimitRun]
+) -> None:
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    mailbot_s = med([r.seconds for r in runs])
+    limit_s = med([lim.seconds for lim in limits])
+    ratios = [r.seconds / lim.seconds for r, lim in zip(runs, limits, strict=True)]
+    last = runs[-1]
+    print()
+    print(f"N = {n} mails, capacity {capacity} per workshop, batch_size {batch_size}, "
+          f"{len(runs)} rounds (medians)")  # fmt: skip
+    print(f"  mail states          {last.states}; {last.replies} replies "
+          f"({last.reply_bytes / last.replies / 1024:.1f} KiB each on average)")  # fmt: skip
+    print(f"  limit (fetch + send) {limit_s:8.2f} s  "
+          f"(fetch {med([x.fetch_seconds for x in limits]):.2f} s, "
+          f"send {med([x.send_seconds for x in limits]):.2f} s; "
+          f"MOVE floor, not counted: {med([x.move_seconds for x in limits]):.2f} s)")  # fmt: skip
+    print(f"  mailbot              {mailbot_s:8.2f} s  ({last.polls} × poll --once; "
+          f"CPU {med([r.cpu_seconds for r in runs]):.1f} s)")  # fmt: skip
+    print(f"  ratio mailbot/limit  {med(ratios):8.2f}     (target ≤ 1.5)")
+    print(f"  mails per second     {n / mailbot_s:8.1f}     (limit: {n / limit_s:.1f})")
+    print(f"  peak RSS of mailbot  {max(r.peak_rss_kib for r in runs) / 1024:8.1f} MiB "
+          "(largest poll --once child, os.wait4 rusage)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
