@@ -16,6 +16,7 @@ switched at runtime from the test thread:
 ``cut_on(pattern, ...)``     when the client sends *pattern* (any case), cut the connection: before
                              forwarding it, or after *after* more bytes in either direction
 ``stall_on(pattern)``        when the client sends *pattern*, forward it, then go silent
+``on_command(pattern, fn)``   when the client sends *pattern*, call *fn*, then forward it
 ``cut_all()``                drop every open connection now
 ``heal()``                   forward normally again (pending one-shot rules are dropped)
 
@@ -30,6 +31,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -45,11 +47,12 @@ class _Rule:
     """A one-shot fault armed by a pattern in the client's bytes."""
 
     pattern: bytes
-    action: Literal["cut", "stall"]
+    action: Literal["cut", "stall", "call"]
     direction: Direction = "down"
     after: int = 0  # bytes still forwarded in `direction` once the pattern was seen
     before: bool = False  # cut before the chunk with the pattern is forwarded
     times: int = 1
+    callback: Callable[[], object] | None = None  # for "call": run before forwarding
 
 
 class _Conn:
@@ -137,13 +140,18 @@ class _Conn:
 
     def _arm(self, rule: _Rule, data: bytes, offset: int, seen: bytes, sink: socket.socket) -> bool:
         """The client just sent *rule*'s pattern (in *data*): act on it."""
+        if rule.action == "call":
+            assert rule.callback is not None
+            rule.callback()  # e.g. delete a folder just before the MOVE reaches the server
+            sink.sendall(data)
+            return True
         if rule.before:
             self._cut()
             return False
         self.armed, self.budget = rule, rule.after
         if rule.action == "stall":
+            self._go_silent()  # first: the server's answer may come back within microseconds
             sink.sendall(data)
-            self._go_silent()
             return False
         if rule.direction == "down":
             sink.sendall(data)
@@ -313,6 +321,12 @@ class Proxy:
         """Forward the client's *pattern*, then forward nothing more on that connection."""
         with self._lock:
             self._rules.append(_Rule(pattern, "stall", times=times))
+
+    def on_command(self, pattern: bytes, callback: Callable[[], object], *, times: int = 1) -> None:
+        """Run *callback* (in the proxy's thread) when the client sends *pattern*, just before
+        the command is forwarded: a way to change the server's state at an exact moment."""
+        with self._lock:
+            self._rules.append(_Rule(pattern, "call", times=times, callback=callback))
 
     def cut_all(self, *, count: bool = True) -> int:
         """Drop every open connection now; returns how many there were."""
