@@ -222,3 +222,22 @@ def test_quoted_invitation_is_not_read_as_the_senders_words(reply_header: str) -
 def test_everyday_phrasings(subject: str, body: str, intent: str, lunch: bool | None) -> None:
     parsed = parse_mail(mail(f"Hallo,\n\n{body}\n\nJana Roth\n", subject=subject))
     assert (parsed.intent.value, parsed.lunch) == (intent, lunch)
+
+
+@pytest.mark.parametrize(
+    ("signature", "org"),
+    [
+        ("Jana Roth\nReferentin\nStadt Gelsenkirchen\nReferat Stadtplanung\nTel. 0209 000", "Stadt Gelsenkirchen"),
+        ("Jana Roth\n\n--\nDr. Jana Roth | Mitarbeiterin\nInstitut für Stadtbauwesen, RWTH Aachen University", "RWTH Aachen University"),
+        ("Jana Roth\nMinisterium für Heimat, Kommunales, Bau und Gleichstellung des Landes NRW", "Ministerium für Heimat, Kommunales, Bau und Gleichstellung des Landes NRW"),
+        ("i.A. Jana Roth\n\nKreisverwaltung Mettmann\nAmt 50 – Soziales", "Kreisverwaltung Mettmann"),
+        ("Jana Roth\nProject Manager\nEUROCITIES\nSquare de Meeûs 1, Brussels", "EUROCITIES"),
+        ("Jana Roth\nAWO Unterbezirk Dortmund", "AWO Unterbezirk Dortmund"),
+        ("Jana Roth\nStadtteilbüro Hamm-Norden", "Stadtteilbüro Hamm-Norden"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("sender", ["Jana Roth <jana.roth@org.example>", "jana.roth@org.example"])
+def test_organisation_from_the_signature(signature: str, org: str, sender: str) -> None:
+    body = f"Hallo,\n\nhiermit melde ich mich zur Werkstatt an.\n\nMit freundlichen Grüßen\n{signature}\n"
+    [person] = parse_mail(mail(body, sender=sender)).participants
+    assert (person.name, person.organisation) == ("Jana Roth", org)

@@ -22,7 +22,7 @@ _ORG_BODY = re.compile(
     r"gemeinde|ministeri|ministry|stiftung|foundation|verband|verein|\be\.\s?v\.|\beg\b|gmbh|"
     r"\bag\b|\bmbh\b|\bltd\b|\binc\b|ajuntament|ayuntamiento|municipality|council|"
     r"akademie|academy|bezirksregierung|landes|kirchenkreis|volkshochschule|genossenschaft|"
-    r"association|society|\btrust\b|kommune|municipal",
+    r"association|society|\btrust\b|kommune|municipal|(?:stadt|kreis|gemeinde|landes)verwaltung",
     re.IGNORECASE,
 )
 _ORG_STRONG = re.compile(
@@ -53,6 +53,7 @@ _INLINE_ORG = re.compile(
 )
 
 
+_ACRONYM = re.compile(r"[A-ZÄÖÜ]{3,15}")
 _PLAIN_WORD = re.compile(r"^(?:[A-ZÄÖÜ][\w'’.&-]*|[a-zäöü]{1,4}|[&+/-])$")
 
 
@@ -70,32 +71,48 @@ def _org_line_score(line: str) -> int:
 
 
 def _org_candidate(line: str, own_name: str | None) -> int:
-    """Score of `line` as an organisation name (<= 0: not one)."""
+    """Score of `line` as an organisation name (<= 0: not one).
+
+    A line of two or three capitalised words may be a person; in a signature whose owner is
+    known (and is not this line), it is far more often the organisation ("Kreisverwaltung
+    Mettmann", "AWO Unterbezirk Dortmund"), so it counts then. A lone acronym ("EUROCITIES")
+    counts as a weak candidate.
+    """
     if not line or len(line) > 120 or EMAIL_RE.search(line):
         return 0
     stripped = strip_titles(line)
     if own_name and same_person(stripped, own_name):
         return 0
-    if looks_like_person(stripped) and _org_line_score(line) < 2:
-        return 0
     score = _org_line_score(line)
-    return 0 if len(line.split()) < 2 and score < 2 else score
+    if looks_like_person(stripped) and score < 2 and not own_name:
+        return 0
+    if len(line.split()) < 2:
+        return score if score >= 2 else int(bool(_ACRONYM.fullmatch(line)) and score == 0)
+    return score
+
+
+_SEPARATORS = re.compile(r"\s[–—|·-]\s|\s?\|\s?|,\s")
 
 
 def signature_org(signature: str, own_name: str | None) -> str | None:
-    """The organisation line of a signature: the first line that looks like an institution.
+    """The organisation line of a signature: the best-scoring line, the first among equals.
 
-    A line that mixes organisation and department or job ("Stadt Bonn – Amt für …",
-    "Dr. X | Mitarbeiter | Universität Bonn") is tried piece by piece.
+    A line that mixes organisation with department or job ("Institut für X, RWTH Aachen
+    University", "Dr. X | Mitarbeiter | Universität Bonn") is read piece by piece.
     """
     best: tuple[int, str] | None = None
     for raw in signature.split("\n"):
         line = raw.strip(" \t-–—|*_")
-        pieces = [line]
-        if _org_candidate(line, own_name) <= 0:
-            pieces = [p.strip(" \t-–—|*_") for p in re.split(r"\s[–—|·-]\s|\s?\|\s?|,\s", line)]
-        for piece in pieces:
-            score = _org_candidate(piece, own_name)
+        pieces = [p.strip(" \t-–—|*_") for p in _SEPARATORS.split(line)]
+        scores = [_org_candidate(p, own_name) for p in pieces]
+        # Read piece by piece when the line as a whole is no organisation, or when it starts
+        # with something weaker (a unit or a job) than what follows; else keep it whole
+        # ("Ministerium für Heimat, Kommunales, Bau und …" is one name with commas).
+        if len(pieces) > 1 and (_org_candidate(line, own_name) <= 0 or scores[0] < max(scores)):
+            candidates = list(zip(scores, pieces, strict=True))
+        else:
+            candidates = [(_org_candidate(line, own_name), line)]
+        for score, piece in candidates:
             if score > 0 and (best is None or score > best[0]):
                 best = (score, piece)
     return best[1] if best else None

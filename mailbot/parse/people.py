@@ -188,8 +188,8 @@ def sender_name(display: str | None, signature: str = "") -> str | None:
     name = clean_name(display) if display else None
     if name or not signature:
         return name
-    first = next((ln.strip() for ln in signature.split("\n") if ln.strip()), "")
-    return clean_name(first)
+    lines = [ln.strip() for ln in signature.split("\n") if ln.strip()][:3]
+    return next((n for n in map(clean_name, lines) if n), None)
 
 
 def signature_after_name(own: str, name: str | None) -> str:
