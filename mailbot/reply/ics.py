@@ -23,7 +23,7 @@ from icalendar import Calendar, Event, vCalAddress, vText
 
 from mailbot.config import Config, EventSettings
 from mailbot.reply.context import SEATED, base_context, event_context, language_of, one_line
-from mailbot.reply.render import ReplyItem, ReplyRequest, render_template
+from mailbot.reply.render import ReplyItem, ReplyRequest, environment, render_template
 
 PRODID = "-//mailbot//registration replies//DE"
 _SEQUENCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -92,17 +92,47 @@ def calendar_text(
     config: Config,
     now: datetime,
 ) -> str:
-    """One VCALENDAR with the VTIMEZONE of the config's zone and one VEVENT."""
+    """One VCALENDAR with the VTIMEZONE of the config's zone and one VEVENT.
+
+    Only DTSTAMP, UID, SEQUENCE and (for a CANCEL) ATTENDEE differ between two participants'
+    entries for the same event. The rest — the VTIMEZONE with its transitions, the rendered
+    description, location and organiser, all folded to 75 octets — is built once per config,
+    templates, event, method and language and kept (`_shell`); the per-person lines are
+    serialised by icalendar itself and set in where icalendar's property order puts them
+    (canonical DTSTAMP, UID, SEQUENCE first, then ATTENDEE before DESCRIPTION alphabetically).
+    The result is byte for byte what `_full_calendar_text` builds (tests/test_reply_fast.py);
+    building it all for every reply cost about 10 ms, mostly icalendar's line folding.
+    """
     language = language_of(language, config)
+    head, tail = _shell(event, method, language, config)
+    return head + _person_lines(event, email, name, method, config, now) + tail
+
+
+def _full_calendar_text(
+    event: EventSettings,
+    email: str,
+    name: str | None,
+    method: str,
+    language: str,
+    config: Config,
+    now: datetime,
+) -> str:
+    """The whole calendar built by icalendar, nothing cached: the reference for `calendar_text`."""
+    language = language_of(language, config)
+    calendar = _calendar(event, method, language, config)
+    vevent = calendar.walk("VEVENT")[0]
+    _add_person(vevent, event, email, name, method, config, now)
+    return calendar.to_ical().decode("utf-8")
+
+
+def _calendar(event: EventSettings, method: str, language: str, config: Config) -> Calendar:
+    """The parts of the calendar that are the same for every participant."""
     tz = config.tz
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("method", method)
     vevent = Event()
-    vevent.add("uid", calendar_uid(email, event.id, config.organiser.domain))
-    vevent.add("sequence", sequence(now))
-    vevent.add("dtstamp", now.astimezone(UTC))
     vevent.add("dtstart", event.start.astimezone(tz))
     vevent.add("dtend", event.end.astimezone(tz))
     vevent.add("summary", event.title)
@@ -112,12 +142,6 @@ def calendar_text(
     organiser = vCalAddress(f"mailto:{config.organiser.address}")
     organiser.params["CN"] = vText(one_line(config.organiser.name))
     vevent.add("organizer", organiser)
-    if method == "CANCEL":
-        # RFC 5546 wants the attendees being removed named in a CANCEL; that is only the reader.
-        attendee = vCalAddress(f"mailto:{email}")
-        if name:
-            attendee.params["CN"] = vText(one_line(name))
-        vevent.add("attendee", attendee)
     context = {**base_context(config, language), "event": event_context(event, config, language)}
     description = render_template(config, f"{language}/calendar.txt.j2", context).strip()
     vevent.add("description", description)
@@ -126,4 +150,65 @@ def calendar_text(
     calendar.add_missing_timezones(
         first_date=date(first.year, 1, 1), last_date=date(first.year + 1, 1, 1)
     )
-    return calendar.to_ical().decode("utf-8")
+    return calendar
+
+
+def _add_person(
+    vevent: Event,
+    event: EventSettings,
+    email: str,
+    name: str | None,
+    method: str,
+    config: Config,
+    now: datetime,
+) -> None:
+    vevent.add("uid", calendar_uid(email, event.id, config.organiser.domain))
+    vevent.add("sequence", sequence(now))
+    vevent.add("dtstamp", now.astimezone(UTC))
+    if method == "CANCEL":
+        # RFC 5546 wants the attendees being removed named in a CANCEL; that is only the reader.
+        attendee = vCalAddress(f"mailto:{email}")
+        if name:
+            attendee.params["CN"] = vText(one_line(name))
+        vevent.add("attendee", attendee)
+
+
+def _person_lines(
+    event: EventSettings,
+    email: str,
+    name: str | None,
+    method: str,
+    config: Config,
+    now: datetime,
+) -> str:
+    """DTSTAMP, UID, SEQUENCE (and ATTENDEE) as icalendar writes them, folded, CRLF-ended."""
+    vevent = Event()
+    _add_person(vevent, event, email, name, method, config, now)
+    lines = vevent.to_ical().decode("utf-8")
+    return lines[len("BEGIN:VEVENT\r\n") : -len("END:VEVENT\r\n")]
+
+
+_SHELLS: dict[tuple[int, int, int, str, str], tuple[object, object, object, str, str]] = {}
+_SHELLS_MAX = 64
+_SPLIT_AT = "\r\nDESCRIPTION:"
+
+
+def _shell(event: EventSettings, method: str, language: str, config: Config) -> tuple[str, str]:
+    """The calendar without the per-person lines, split where they go; built once per key.
+
+    The key holds the config, the template snapshot and the event by identity (and keeps them
+    alive, so an id is never reused while its entry exists): a reloaded config or a new
+    template snapshot gets a new shell, never a stale one.
+    """
+    templates = environment(config)
+    key = (id(config), id(templates), id(event), method, language)
+    found = _SHELLS.get(key)
+    if found is not None and found[0] is config and found[1] is templates and found[2] is event:
+        return found[3], found[4]
+    text = _calendar(event, method, language, config).to_ical().decode("utf-8")
+    cut = text.index(_SPLIT_AT) + 2
+    head, tail = text[:cut], text[cut:]
+    if len(_SHELLS) >= _SHELLS_MAX:
+        _SHELLS.clear()
+    _SHELLS[key] = (config, templates, event, head, tail)
+    return head, tail

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 from mailbot.config import Config
 from mailbot.reply.context import language_of, one_line
 from mailbot.reply.ics import calendar_files
+from mailbot.reply.mailpolicy import new_message
 from mailbot.reply.render import ReplyRequest, render_bodies
 
 _MSGID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
@@ -58,7 +59,7 @@ def build_message(request: ReplyRequest, config: Config, now: datetime) -> Email
     language = language_of(request.language, config)
     calendars = calendar_files(request, config, now)
     text, html = render_bodies(request, config, [c.filename for c in calendars])
-    message = EmailMessage()
+    message = new_message()
     organiser_headers(message, config, now)
     recipients = [(n, a) for n, a in request.recipients if safe_address(a)]
     if not recipients:
