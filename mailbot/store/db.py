@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Index,
     create_engine,
     delete,
     event,
@@ -45,6 +46,15 @@ from mailbot.store.schema import (
     registrations,
     schema_info,
 )
+
+# `replies_to` (the per-address loop brake) runs for every reply and scanned the whole outbox,
+# reading each row's raw reply from its overflow pages: O(outbox) page reads per mail. With
+# this covering index SQLite answers it from the index alone (bench/rush.py, N=2,000: 17 s of
+# the profiled run; 11 ms per call at 2,000 rows, 0.3 ms with the index).
+ix_outbox_recent_recipients = Index(
+    "ix_outbox_recent_recipients", outbox.c.created_at, outbox.c.purpose, outbox.c.recipients
+)
+ADDED_INDEXES = (ix_outbox_recent_recipients,)
 
 
 class StoreError(Exception):
@@ -93,6 +103,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        # create_all adds indexes only with a new table; databases made before get them here.
+        for index in ADDED_INDEXES:
+            index.create(self.engine, checkfirst=True)
         with self.transaction() as conn:
             versions = [row.version for row in conn.execute(select(schema_info))]
             if not versions:
