@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,13 @@ class Pipeline:
         self.registrar.config = config
 
     async def cycle(self) -> CycleReport:
-        report = await asyncio.to_thread(self.poll_inbox)
+        try:
+            report = await asyncio.to_thread(self.poll_inbox)
+        except InboxError:
+            # The mailbox is down, not the mail server: replies already queued still go out.
+            if not isinstance(sys.exc_info()[1], MailboxBusy):
+                await self.send()
+            raise
         report.send = await self.send()
         return report
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import OperationalError
 
 from mailbot.admin.privacy import purge_expired
 from mailbot.config import Config
@@ -26,6 +27,10 @@ from mailbot.pipeline import CycleReport, MailboxBusy, Pipeline
 from mailbot.reload import ConfigWatcher
 
 log = logging.getLogger("mailbot")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).splitlines() or ["?"])[0]
 
 
 def _note_error(pipeline: Pipeline, text: str) -> None:
@@ -50,6 +55,10 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
     except InboxError as exc:
         log.warning("cycle skipped: %s", exc)
         await asyncio.to_thread(_note_error, pipeline, str(exc))
+        return None
+    except OperationalError as exc:
+        # The database is busy (another program holds a lock) or unreachable: a state, not a bug.
+        log.warning("cycle skipped, the database is not available: %s", _first_line(exc))
         return None
     except Exception as exc:
         log.exception("cycle failed unexpectedly; retrying at the next poll")

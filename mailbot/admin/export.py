@@ -8,7 +8,7 @@ from sqlalchemy import Connection
 
 from mailbot.config import Config, EventSettings
 from mailbot.digest.collect import people
-from mailbot.digest.render import CSV_COLUMNS, STATUS_DE, participants_csv
+from mailbot.digest.render import CSV_COLUMNS, participant_cells, participants_csv
 
 
 def export_event(
@@ -26,18 +26,10 @@ def export_event(
     sheet.title = event.id[:31]
     sheet.append(list(CSV_COLUMNS))
     for row in rows:
-        sheet.append(
-            [
-                row.name or "",
-                row.email,
-                row.organisation or "",
-                STATUS_DE.get(row.status, row.status),
-                {True: "ja", False: "nein", None: ""}[row.lunch],
-                row.role or "",
-                row.notes or "",
-                row.arrival.astimezone(config.tz).replace(tzinfo=None),
-            ]
-        )
+        sheet.append(participant_cells(row, config))
+        # Everything from a mail is text, never a formula ("=HYPERLINK(...)" in a name).
+        for cell in sheet[sheet.max_row]:
+            cell.data_type = "s"
     for column, width in zip("ABCDEFGH", (28, 34, 30, 12, 14, 12, 40, 18), strict=True):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A2"

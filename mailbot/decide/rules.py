@@ -205,6 +205,9 @@ def _silence_reason(parsed: ParsedMail, config: Config) -> Decision | None:
             Route.PROCESSED, f"auto-reply ({parsed.headers.no_reply_reason or 'subject'})"
         )
     if parsed.intent is Intent.OTHER:
+        if (parsed.needs_review or "").startswith("unreadable"):
+            # It may well be a registration we cannot read: a human looks, nobody is answered.
+            return Decision(Route.REVIEW, parsed.needs_review or "unreadable")
         return Decision(Route.LEAVE, "not about the events")
     if parsed.headers.no_reply_reason:
         # A real registration sent through a list or with auto headers: a human handles it.

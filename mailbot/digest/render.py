@@ -44,23 +44,31 @@ KIND_DE = {
 }
 
 
+def spreadsheet_safe(value: str) -> str:
+    """Text that Excel shows as text: a leading =, +, -, @ would start a live formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def participant_cells(row: PersonRow, config: Config) -> list[str]:
+    """One line of a participant list, the same for the CSV and the Excel export."""
+    return [
+        row.name or "",
+        row.email,
+        row.organisation or "",
+        STATUS_DE.get(row.status, row.status),
+        {True: "ja", False: "nein", None: ""}[row.lunch],
+        row.role or "",
+        row.notes or "",
+        row.arrival.astimezone(config.tz).strftime("%d.%m.%Y %H:%M"),
+    ]
+
+
 def participants_csv(rows: list[PersonRow], config: Config) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(
-            [
-                row.name or "",
-                row.email,
-                row.organisation or "",
-                STATUS_DE.get(row.status, row.status),
-                {True: "ja", False: "nein", None: ""}[row.lunch],
-                row.role or "",
-                row.notes or "",
-                row.arrival.astimezone(config.tz).strftime("%d.%m.%Y %H:%M"),
-            ]
-        )
+        writer.writerow([spreadsheet_safe(cell) for cell in participant_cells(row, config)])
     return buffer.getvalue().encode("utf-8-sig")
 
 

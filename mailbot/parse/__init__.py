@@ -20,7 +20,7 @@ from mailbot.parse.attachments import attached_mails, attachment_names
 from mailbot.parse.autoreply import auto_reply_reason, is_bounce
 from mailbot.parse.language import language
 from mailbot.parse.machine import bounced_addresses
-from mailbot.parse.mime import addresses, body_text, header, parse_bytes
+from mailbot.parse.mime import MAX_DEPTH, addresses, body_text, header, parse_bytes, too_deep
 from mailbot.parse.quotes import body_without_signature, split_quoted
 
 __all__ = ["auto_reply_reason", "bounced_addresses", "is_bounce", "parse_mail"]
@@ -108,6 +108,12 @@ def _read(
     body = body_text(msg)
     review: list[str] = list(body.problems)
     subject = hdrs.subject
+    if not body.text.strip():
+        # Nothing to read: say why, so the mail goes to a human instead of being ignored.
+        if too_deep(msg):
+            review.insert(0, f"unreadable: MIME nested deeper than {MAX_DEPTH} levels")
+        elif names := attachment_names(msg):
+            review.insert(0, f"unreadable: no text, only attachments ({', '.join(names[:3])})")
     if not body.text.strip() and not subject.strip() and not msg.keys():
         return ParsedMail(intent=Intent.OTHER, headers=hdrs, needs_review="empty message")
 

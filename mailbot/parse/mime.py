@@ -241,8 +241,16 @@ def _walk(msg: Message) -> Iterator[tuple[Message, int]]:
         if isinstance(payload, list):
             if depth < MAX_DEPTH:
                 stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+            elif payload:
+                _memo(msg)[("too_deep", "")] = True
             continue
         yield part, depth
+
+
+def too_deep(msg: Message) -> bool:
+    """True when the MIME tree goes deeper than MAX_DEPTH: the rest was not read."""
+    list(iter_parts(msg))
+    return bool(_memo(msg).get(("too_deep", "")))
 
 
 def _part_text(part: Message) -> tuple[str, bool]:

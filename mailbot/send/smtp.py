@@ -98,7 +98,7 @@ async def send_outbox(
             len(due),
         )
         for item in due:
-            _retry_or_fail(store, item, now(), f"connect: {error}", report)
+            _retry_or_fail(store, item, now(), f"connect: {error}", report, quiet=True)
         return report
     try:
         for item in due:
@@ -147,8 +147,15 @@ async def _send_one(
 
 
 def _retry_or_fail(
-    store: Store, item: OutboxItem, at: datetime, error: str, report: SendReport
+    store: Store,
+    item: OutboxItem,
+    at: datetime,
+    error: str,
+    report: SendReport,
+    *,
+    quiet: bool = False,
 ) -> None:
+    """Back off and retry, or give up; `quiet` when one line already said why (server down)."""
     if item.attempts + 1 >= MAX_ATTEMPTS:
         _fail(store, item, at, f"gave up after {MAX_ATTEMPTS} attempts: {error}", report)
         return
@@ -156,7 +163,7 @@ def _retry_or_fail(
     with store.transaction() as conn:
         store.mark_retry(conn, item.id, at, delay, error)
     report.retried += 1
-    log.warning(
+    (log.debug if quiet else log.warning)(
         "reply %s not sent (%s); retry in %ss", item.message_id, error, int(delay.total_seconds())
     )
 
