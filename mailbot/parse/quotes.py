@@ -21,13 +21,30 @@ _SEPARATOR = re.compile(
 )
 _REPLY_HEADER = re.compile(
     r"^\s*(?:Am\s.{4,120}?\sschrieb\s.{0,200}:|On\s.{4,200}?\swrote:|Le\s.{4,120}?\sa\s[ée]crit\s?:|"
-    r"El\s.{4,120}?\sescribi[óo]:|Op\s.{4,120}?\sschreef.{0,200}:|"
-    # Lotus Notes, Horde and other webmail: "X <x@y> schrieb am …:", "Zitat von X:",
-    # "X hat am … geschrieben:", "X wrote on …:"
-    r".{1,200}?\s(?:schrieb|wrote)\s+(?:am|on)\s.{4,80}:|Zitat\s+von\s.{1,200}:|"
+    r"El\s.{4,120}?\sescribi[óo]:|Op\s.{4,120}?\sschreef.{0,200}:)\s*$",
+    re.IGNORECASE,
+)
+# Lotus Notes, Horde and other webmail: "X <x@y> schrieb am …:", "Zitat von X:",
+# "X hat am … geschrieben:", "X wrote on …:". Tried only on short lines holding the verb.
+_REPLY_HEADER_OTHER = re.compile(
+    r"^\s*(?:.{1,200}?\s(?:schrieb|wrote)\s+(?:am|on)\s.{4,80}:|Zitat\s+von\s.{1,200}:|"
     r".{1,200}?\shat\s+am\s.{4,80}\sgeschrieben\s*:)\s*$",
     re.IGNORECASE,
 )
+_OTHER_VERBS = re.compile(r"schrieb|wrote|zitat|geschrieben", re.IGNORECASE)
+_FROM_FIELD = re.compile(r"^\s*\*?(From|Von|De)\*?\s*:", re.IGNORECASE)
+
+
+def _reply_header(line: str) -> bool:
+    if _REPLY_HEADER.match(line):
+        return True
+    return (
+        len(line) < 320
+        and bool(_OTHER_VERBS.search(line))
+        and bool(_REPLY_HEADER_OTHER.match(line))
+    )
+
+
 _REPLY_HEADER_START = re.compile(r"^\s*(?:Am|On|Le|El|Op)\s+\S", re.IGNORECASE)
 _REPLY_HEADER_END = re.compile(r"(?:schrieb|wrote|[ée]crit|escribi[óo]|schreef)[^:]{0,200}:\s*$")
 _HEADER_FIELD = re.compile(
@@ -61,7 +78,7 @@ class SplitText:
 
 def _outlook_header_at(lines: list[str], i: int) -> bool:
     """An Outlook/Apple reply header: 'Von:' or 'From:' followed by more header fields."""
-    if not re.match(r"^\s*\*?(From|Von|De)\*?\s*:", lines[i], re.I):
+    if not _FROM_FIELD.match(lines[i]):
         return False
     following = [ln for ln in lines[i + 1 : i + 6] if ln.strip()]
     hits = sum(1 for ln in following[:4] if _HEADER_FIELD.match(ln))
@@ -74,7 +91,7 @@ def split_quoted(text: str) -> SplitText:
     cut = len(lines)
     forwarded = False
     for i, line in enumerate(lines):
-        if _SEPARATOR.match(line) or _REPLY_HEADER.match(line) or _outlook_header_at(lines, i):
+        if _SEPARATOR.match(line) or _reply_header(line) or _outlook_header_at(lines, i):
             cut = i
             forwarded = bool(re.search(r"weitergeleitet|forward", line, re.I))
             break
