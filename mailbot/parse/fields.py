@@ -86,6 +86,7 @@ REGISTER = re.compile(
     r"\bbestätige\w*\s+(?:ich\s+|wir\s+)?(?:hiermit\s+)?(?:meine|unsere|die)\s+teilnahme|"
     r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum|am|nach)\b|"
     r"\b(?:komme|kommen)\s+(?:ich|wir)\s+(?:[\w.]+\s+){0,3}?(?:zur|zu\s+der|zum)\b|"
+    r"\b(?:ich|wir)\s+(?:komme|kommen)\s+(?:sehr\s+)?gerne?\b|\bgerne?\s+(?:komme|kommen)\s+(?:ich|wir)\b|"
     r"\b(?:kommen|sind)\s+(?:wir\s+)?(?:\w+\s+)?zu\s+(?:zweit|dritt|viert|fünft)\b|"
     r"\b(?:ich|wir)\s+(?:bin|sind)\s+(?:[\w.]+\s+){0,3}?dabei\b|\bbin\s+ich\s+(?:[\w.]+\s+){0,3}?dabei\b",
     _I,

@@ -121,3 +121,13 @@ def signature_org(signature: str, own_name: str | None) -> str | None:
 def inline_org(text: str) -> str | None:
     match = _INLINE_ORG.search(text)
     return match.group(0).strip() if match else None
+
+
+def form_org(value: str | None) -> str | None:
+    """A form field's organisation without the unit or job appended after a comma or bar
+    ("FH Münster, Fachbereich Sozialwesen" -> "FH Münster"); the field itself is trusted."""
+    if not value:
+        return None
+    pieces = [p.strip(" \t-–—|*_") for p in _SEPARATORS.split(value)]
+    kept = [p for p in pieces if p and not _ORG_NOT.search(p)]
+    return ", ".join(kept) if kept else value.strip()

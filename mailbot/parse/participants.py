@@ -81,7 +81,7 @@ def find(
             name = people.clean_name(entry.get("name")) or (
                 sender.name if email == from_addr else None
             )
-            found.append(people.Person(name, email, entry.get("org")))
+            found.append(people.Person(name, email, orgs.form_org(entry.get("org"))))
     else:
         body = [
             p
