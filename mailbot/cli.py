@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,16 +124,29 @@ def cmd_poll(args: argparse.Namespace, config: Config) -> int:
     return EXIT_FAILURE if report.send.failed else EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.pipeline import Pipeline
-    from mailbot.store.db import Store
-    from mailbot.worker import run_worker
+class _StopBeforeStart(Exception):
+    pass
 
-    store = Store(config.database_url)
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    # A SIGTERM before the worker has installed its own handlers (systemd stopping a unit
+    # that is still starting) is a clean stop too, not a death by signal.
+    def stop_early(signum: int, frame: object) -> None:
+        raise _StopBeforeStart
+
+    signal.signal(signal.SIGTERM, stop_early)
     try:
-        asyncio.run(run_worker(Pipeline(config, store)))
-    finally:
-        store.close()
+        from mailbot.pipeline import Pipeline
+        from mailbot.store.db import Store
+        from mailbot.worker import run_worker
+
+        store = Store(config.database_url)
+        try:
+            asyncio.run(run_worker(Pipeline(config, store)))
+        finally:
+            store.close()
+    except _StopBeforeStart:
+        log.info("stopped before the worker started")
     return EXIT_OK
 
 

@@ -119,7 +119,7 @@ class MailbotSettings(_Strict):
     # Loop brakes: no address gets more than this many replies a day (Mailman's figure is 10),
     # and sending pauses, with an alert, once this many went out in an hour.
     max_replies_per_address_per_day: int = Field(default=10, ge=1)
-    max_replies_per_hour: int = Field(default=300, ge=1)
+    max_replies_per_hour: int = Field(default=5000, ge=1)
     templates: str | None = None  # a folder relative to this file; None: the built-in ones
     default_language: Literal["de", "en"] = "de"
 

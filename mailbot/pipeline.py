@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailbot.config import Config
+from mailbot.decide.rules import EventState
 from mailbot.forward import unwrap_forward
 from mailbot.inbox.imap import FetchedMail, ImapInbox, InboxError
 from mailbot.models import ParsedMail
@@ -190,26 +191,32 @@ class Pipeline:
         self, inbox: ImapInbox, batch: Sequence[int], last_uid: int, report: CycleReport
     ) -> int:
         settled: dict[int, bool] = dict.fromkeys(batch, False)
-        moves: list[tuple[int, int, str]] = []
         limit = self.config.imap.max_message_bytes
         sizes = inbox.sizes(batch)
         too_big = [uid for uid in batch if sizes.get(uid, 0) > limit]
         small = [uid for uid in batch if uid not in too_big]
         fetched = [(m, True) for m in inbox.fetch_headers(too_big)]
         fetched += [(m, False) for m in inbox.fetch(small)]
+        folder = self.config.imap.folder
+        with self.store.transaction() as conn:
+            known = self.store.messages_by_uids(conn, folder, inbox.uidvalidity, list(batch))
+        handled: list[tuple[int, Handled]] = []
+        work: list[Prepared] = []
         # First come, first served: within a batch, in the order the server received them.
         for mail, oversized in sorted(fetched, key=lambda f: (f[0].arrival, f[0].uid)):
-            if self.stop_requested.is_set():
-                break
-            if oversized:
-                handled = self._handle_oversized(mail, inbox.uidvalidity)
-            else:
-                handled = self._handle_mail(mail, inbox.uidvalidity)
-            settled[mail.uid] = handled.state != "failed"
-            if handled.move:
-                moves.append((handled.row_id, mail.uid, handled.state))
-            if handled.result is not None:
-                report.mails.append(handled.result)
+            row = known.get(mail.uid)
+            if row is not None and row.state != "failed":
+                handled.append((mail.uid, _settled_before(row)))
+            elif not self.stop_requested.is_set():
+                work.append(self._prepare(mail, oversized, row))
+        handled += self._settle_batch(work, inbox.uidvalidity)
+        moves = []
+        for uid, outcome in handled:
+            settled[uid] = outcome.state != "failed"
+            if outcome.move:
+                moves.append((outcome.row_id, uid, outcome.state))
+            if outcome.result is not None:
+                report.mails.append(outcome.result)
         self._move(inbox, moves)
         # Advance only over a gap-free run of settled UIDs: a mail that failed (or that the
         # server did not return) is fetched again next cycle.
@@ -239,15 +246,12 @@ class Pipeline:
 
     # --- one mail -----------------------------------------------------------------------
 
-    def _handle_mail(self, mail: FetchedMail, uidvalidity: int) -> Handled:
-        """Settle one mail (or see that it was settled before) and say whether to move it."""
-        folder = self.config.imap.folder
-        with self.store.transaction() as conn:
-            row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
-        if row is not None and row.state != "failed":
-            return _settled_before(row)
+    def _prepare(self, mail: FetchedMail, oversized: bool, row: Any) -> Prepared:
+        """Parse outside the write transaction (pure, and the slow part)."""
         parsed = self._parse(mail.raw)
         key = dedupe_key(parsed, mail.raw)
+        if oversized:
+            return Prepared(mail, parsed, f"{key}#size{mail.size}", mail.arrival, None, row, True)
         arrival, forwarded_by = mail.arrival, None
         if (parsed.headers.from_address or "") in self.config.own_addresses:
             forwarded = unwrap_forward(mail.raw, self.config.tz)
@@ -257,70 +261,111 @@ class Pipeline:
                 forwarded_by = parsed.headers.from_address
                 parsed = self._parse(forwarded.raw)
                 arrival = forwarded.arrival or mail.arrival
-        try:
-            with self.store.transaction() as conn:
-                # Look again under the write lock: a second worker may have settled it meanwhile.
-                row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+        return Prepared(mail, parsed, key, arrival, forwarded_by, row, False)
+
+    def _settle_batch(self, work: list[Prepared], uidvalidity: int) -> list[tuple[int, Handled]]:
+        """Settle a batch in one write transaction, each mail in a savepoint of its own.
+
+        One transaction (and one read of the seat counts) per batch instead of per mail; a
+        mail that fails rolls back only its savepoint and is recorded as failed, so it never
+        blocks the others. Nothing leaves the inbox before this transaction has committed.
+        """
+        if not work:
+            return []
+        results: list[tuple[int, Handled, Prepared]] = []
+        with self.store.transaction() as conn:
+            states = self.store.event_states(conn, self.config)
+            rows = self.store.messages_by_uids(
+                conn, self.config.imap.folder, uidvalidity, [w.mail.uid for w in work]
+            )
+            for item in work:
+                row = rows.get(item.mail.uid)
                 if row is not None and row.state != "failed":
-                    return _settled_before(row)
-                if row is None and (twin := self.store.message_by_key(conn, key)) is not None:
-                    if twin.state != "failed" or twin.uidvalidity == uidvalidity:
-                        return self._known_elsewhere(conn, twin, mail, uidvalidity)
-                    # A mail still being retried when the UIDs changed: retry it at its new UID.
-                    self.store.relocate_message(
-                        conn, twin.id, folder, uidvalidity, mail.uid, self.clock()
-                    )
-                    row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
-                place = MailPlace(folder, uidvalidity, mail.uid, key)
-                row_id, decision = self.registrar.settle_mail(
-                    conn, parsed, arrival, place, row, forwarded_by=forwarded_by, raw=mail.raw
-                )
-        except Exception as exc:  # the one place a failing mail is caught
-            return self._record_failure(mail, uidvalidity, key, parsed, row, exc)
+                    # A second worker settled it meanwhile (we hold the write lock now).
+                    results.append((item.mail.uid, _settled_before(row), item))
+                    continue
+                try:
+                    with conn.begin_nested():
+                        outcome = self._settle_one(conn, item, row, uidvalidity, states)
+                except Exception as exc:  # the one place a failing mail is caught
+                    # The failed mail may have changed the seats before it failed.
+                    states = self.store.event_states(conn, self.config)
+                    with conn.begin_nested():
+                        outcome = self._record_failure(conn, item, row, uidvalidity, exc)
+                results.append((item.mail.uid, outcome, item))
+        for _uid, outcome, item in results:
+            self._log(item, outcome)
+        return [(uid, outcome) for uid, outcome, _item in results]
+
+    def _settle_one(
+        self,
+        conn: Connection,
+        item: Prepared,
+        row: Any,
+        uidvalidity: int,
+        states: dict[str, EventState],
+    ) -> Handled:
+        folder = self.config.imap.folder
+        mail, parsed = item.mail, item.parsed
+        if item.oversized:
+            return self._settle_oversized(conn, item, uidvalidity)
+        if row is None and (twin := self.store.message_by_key(conn, item.key)) is not None:
+            if twin.state != "failed" or twin.uidvalidity == uidvalidity:
+                return self._known_elsewhere(conn, twin, mail, uidvalidity)
+            # A mail still being retried when the UIDs changed: retry it at its new UID.
+            self.store.relocate_message(conn, twin.id, folder, uidvalidity, mail.uid, self.clock())
+            row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+        place = MailPlace(folder, uidvalidity, mail.uid, item.key)
+        row_id, decision = self.registrar.settle_mail(
+            conn,
+            parsed,
+            item.arrival,
+            place,
+            row,
+            forwarded_by=item.forwarded_by,
+            raw=mail.raw,
+            states=states,
+        )
         state = STATE_OF_ROUTE[decision.route]
-        result = self._result(mail, parsed, state, decision.summary)
+        return Handled(row_id, state, self._result(mail, parsed, state, decision.summary))
+
+    def _log(self, item: Prepared, outcome: Handled) -> None:
+        if outcome.result is None or outcome.state == "failed":
+            return
         log.info(
             "mail uid=%s id=%s arrival=%s intent=%s -> %s: %s%s",
-            mail.uid,
-            parsed.headers.message_id,
-            arrival.isoformat(),
-            parsed.intent.value,
-            state,
-            decision.summary,
-            f" (forwarded by {forwarded_by})" if forwarded_by else "",
+            item.mail.uid,
+            item.parsed.headers.message_id,
+            item.arrival.isoformat(),
+            item.parsed.intent.value,
+            outcome.state,
+            outcome.result.outcome,
+            f" (forwarded by {item.forwarded_by})" if item.forwarded_by else "",
         )
-        return Handled(row_id, state, result)
 
-    def _handle_oversized(self, mail: FetchedMail, uidvalidity: int) -> Handled:
+    def _settle_oversized(self, conn: Connection, item: Prepared, uidvalidity: int) -> Handled:
         """A mail over max_message_bytes: recorded from its header, to review, never downloaded."""
-        folder = self.config.imap.folder
-        parsed = self._parse(mail.raw)  # the header alone: sender, subject, Message-ID
+        mail, parsed = item.mail, item.parsed
         reason = (
             f"too large to read: {mail.size / 1e6:.1f} MB, the limit is "
             f"{self.config.imap.max_message_bytes / 1e6:.1f} MB (imap.max_message_bytes)"
         )
-        with self.store.transaction() as conn:
-            row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
-            if row is not None:
-                return _settled_before(row)
-            row_id = self.store.record_message(
-                conn,
-                self.clock(),
-                folder=folder,
-                uidvalidity=uidvalidity,
-                uid=mail.uid,
-                dedupe_key=f"{dedupe_key(parsed, mail.raw)}#size{mail.size}",
-                message_id=parsed.headers.message_id,
-                arrival=mail.arrival,
-                sender=parsed.headers.from_address,
-                subject=parsed.headers.subject[:2000],
-                state="review",
-                outcome="not read",
-                reason=reason,
-            )
-        log.warning(
-            "mail uid=%s id=%s: %s; moved to review", mail.uid, parsed.headers.message_id, reason
+        row_id = self.store.record_message(
+            conn,
+            self.clock(),
+            folder=self.config.imap.folder,
+            uidvalidity=uidvalidity,
+            uid=mail.uid,
+            dedupe_key=item.key,
+            message_id=parsed.headers.message_id,
+            arrival=mail.arrival,
+            sender=parsed.headers.from_address,
+            subject=parsed.headers.subject[:2000],
+            state="review",
+            outcome="not read",
+            reason=reason,
         )
+        log.warning("mail uid=%s id=%s: %s; to review", mail.uid, parsed.headers.message_id, reason)
         return Handled(row_id, "review", self._result(mail, parsed, "review", reason))
 
     def _parse(self, raw: bytes) -> ParsedMail:
@@ -332,44 +377,38 @@ class Pipeline:
         )
 
     def _record_failure(
-        self,
-        mail: FetchedMail,
-        uidvalidity: int,
-        key: str,
-        parsed: ParsedMail,
-        row: Any,
-        exc: Exception,
-    ) -> tuple[int, str, MailResult]:
+        self, conn: Connection, item: Prepared, row: Any, uidvalidity: int, exc: Exception
+    ) -> Handled:
+        mail, parsed = item.mail, item.parsed
         attempts = (row.attempts if row is not None else 0) + 1
         quarantine = attempts >= self.config.mailbot.max_attempts
         state = "review" if quarantine else "failed"
         error = f"{exc.__class__.__name__}: {exc}"[:2000]
         reason = f"failed {attempts} times, last: {error}" if quarantine else error
         now = self.clock()
-        with self.store.transaction() as conn:
-            if row is None:
-                row_id = self.store.record_message(
-                    conn,
-                    now,
-                    folder=self.config.imap.folder,
-                    uidvalidity=uidvalidity,
-                    uid=mail.uid,
-                    dedupe_key=key,
-                    message_id=parsed.headers.message_id,
-                    arrival=mail.arrival,
-                    sender=parsed.headers.from_address,
-                    subject=parsed.headers.subject[:2000],
-                    intent=parsed.intent.value,
-                    state=state,
-                    reason=reason,
-                    error=error,
-                    attempts=attempts,
-                )
-            else:
-                row_id = row.id
-                self.store.update_message(
-                    conn, row_id, now, state=state, reason=reason, error=error, attempts=attempts
-                )
+        if row is None:
+            row_id = self.store.record_message(
+                conn,
+                now,
+                folder=self.config.imap.folder,
+                uidvalidity=uidvalidity,
+                uid=mail.uid,
+                dedupe_key=item.key,
+                message_id=parsed.headers.message_id,
+                arrival=mail.arrival,
+                sender=parsed.headers.from_address,
+                subject=parsed.headers.subject[:2000],
+                intent=parsed.intent.value,
+                state=state,
+                reason=reason,
+                error=error,
+                attempts=attempts,
+            )
+        else:
+            row_id = row.id
+            self.store.update_message(
+                conn, row_id, now, state=state, reason=reason, error=error, attempts=attempts
+            )
         log.error(
             "mail uid=%s id=%s failed (attempt %d of %d): %s",
             mail.uid,
@@ -430,6 +469,19 @@ class Pipeline:
             state=state,
             outcome=outcome,
         )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fetched mail, parsed, with what the batch transaction needs to settle it."""
+
+    mail: FetchedMail
+    parsed: ParsedMail
+    key: str
+    arrival: datetime
+    forwarded_by: str | None
+    row: Any
+    oversized: bool
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,15 @@ class Registrar:
         self.clock = clock
 
     def decide(
-        self, conn: Connection, parsed: ParsedMail, arrival: datetime
+        self,
+        conn: Connection,
+        parsed: ParsedMail,
+        arrival: datetime,
+        states: dict[str, EventState] | None = None,
     ) -> tuple[Decision, dict[str, EventState]]:
-        """The rules' verdict on the current state; nothing is written yet."""
-        states = self.store.event_states(conn, self.config)
+        """The rules' verdict; `states` (updated in place) saves reading them per mail."""
+        if states is None:
+            states = self.store.event_states(conn, self.config)
         return decide(parsed, arrival, self.config, states), states
 
     def apply(
@@ -94,10 +99,11 @@ class Registrar:
         reply: bool = True,
         forwarded_by: str | None = None,
         raw: bytes | None = None,
+        states: dict[str, EventState] | None = None,
     ) -> tuple[int, Decision]:
         """Decide on one mail and record it with its outcome, changes and reply: one transaction."""
         now = self.clock()
-        decision, states = self.decide(conn, parsed, arrival)
+        decision, states = self.decide(conn, parsed, arrival, states)
         if not reply:
             decision.reply = None
         values = {

@@ -60,29 +60,11 @@ async def send_outbox(
     envelope_from: str,
     now: Callable[[], datetime],
     ssl_context: ssl.SSLContext | None = None,
-    hourly_cap: int = 300,
+    hourly_cap: int = 5000,
 ) -> SendReport:
     """Send every due reply over one SMTP connection (opened only when there is work)."""
     report = SendReport()
-    with store.transaction() as conn:
-        sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
-        budget = hourly_cap - sent_last_hour
-        if budget <= 0:
-            store.set_health(
-                conn,
-                "alert:hourly_cap",
-                f"sending paused: {sent_last_hour} mails in the last hour (mailbot.max_replies_per_hour)",
-                now(),
-            )
-            log.error(
-                "sending paused: %d mails went out in the last hour, the cap is %d; "
-                "look for a mail loop",
-                sent_last_hour,
-                hourly_cap,
-            )
-            return report
-        store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
-        due = store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
+    due = _claim(store, now, hourly_cap)
     if not due:
         return report
     client = smtp_client(settings, ssl_context)
@@ -101,14 +83,41 @@ async def send_outbox(
             _retry_or_fail(store, item, now(), f"connect: {error}", report, quiet=True)
         return report
     try:
-        for item in due:
-            await _send_one(client, store, item, envelope_from, now, report, settings.password)
+        # A rush queues more than one claim holds: keep going until nothing is due.
+        while due:
+            for item in due:
+                await _send_one(client, store, item, envelope_from, now, report, settings.password)
+            due = _claim(store, now, hourly_cap) if report.retried == report.failed == 0 else []
     finally:
         try:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             client.close()
     return report
+
+
+def _claim(store: Store, now: Callable[[], datetime], hourly_cap: int) -> list[OutboxItem]:
+    """The next due replies, within the hourly cap (which pauses sending and alerts)."""
+    with store.transaction() as conn:
+        sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
+        budget = hourly_cap - sent_last_hour
+        if budget <= 0:
+            store.set_health(
+                conn,
+                "alert:hourly_cap",
+                f"sending paused: {sent_last_hour} mails in the last hour "
+                "(mailbot.max_replies_per_hour)",
+                now(),
+            )
+            log.error(
+                "sending paused: %d mails went out in the last hour, the cap is %d; "
+                "look for a mail loop",
+                sent_last_hour,
+                hourly_cap,
+            )
+            return []
+        store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
+        return store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
 
 
 async def _send_one(

@@ -86,6 +86,9 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL syncs at checkpoints, not at every commit: a crash of mailbot
+            # loses nothing committed; only a power cut may lose the last transactions.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -152,6 +155,21 @@ class Store:
                 messages.c.uid == uid,
             )
         ).first()
+
+    def messages_by_uids(
+        self, conn: Connection, folder: str, uidvalidity: int, uids: list[int]
+    ) -> dict[int, Row[Any]]:
+        """The known mails of a batch in one query (instead of one per mail)."""
+        if not uids:
+            return {}
+        rows = conn.execute(
+            select(messages).where(
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+                messages.c.uid.in_(uids),
+            )
+        )
+        return {int(r.uid): r for r in rows}
 
     def message_by_key(self, conn: Connection, dedupe_key: str) -> Row[Any] | None:
         return conn.execute(select(messages).where(messages.c.dedupe_key == dedupe_key)).first()
