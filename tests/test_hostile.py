@@ -249,6 +249,52 @@ def test_script_in_fields_is_escaped_in_the_html_digest_and_replies(
                 assert not re.search(r"(?i)<script|<img|onerror=", part.get_content())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a field that starts with '=' (organisation '=HYPERLINK(...)') goes verbatim "
+    "into the CSV and becomes a live formula in the .xlsx export (spreadsheet formula injection)",
+)
+def test_formula_in_a_field_is_not_live_in_the_exports(
+    config: Config,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/","Programm")'
+    dovecot.append(
+        mail(
+            "Hiermit melde ich mich zur 2. Werkstatt an.\n\nName: Carl Calc\n"
+            f"Organisation: {formula}\nE-Mail: carl@example.org\n",
+            sender="Carl Calc <carl@example.org>",
+        ),
+        JAN,
+    )
+    cycle(config)
+    from openpyxl import load_workbook
+
+    from mailbot.cli import main
+
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "mailbot.sqlite3",
+    )
+    csv_file, xlsx_file = tmp_path / "list.csv", tmp_path / "list.xlsx"
+    for fmt, path in (("csv", csv_file), ("xlsx", xlsx_file)):
+        args = ["export", "2", "--format", fmt, "--output", str(path), "--config", str(config_file)]
+        assert main(args) == 0
+    capsys.readouterr()
+    cells = [c for line in csv_file.read_text("utf-8-sig").splitlines() for c in line.split(";")]
+    assert any("HYPERLINK" in c for c in cells), "the organisation is in the list"
+    assert not any(c.lstrip('"').startswith(("=", "+", "-", "@")) for c in cells), cells
+    sheet = load_workbook(xlsx_file).active
+    assert sheet is not None
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+
+
 # --- a 30 MB attachment ----------------------------------------------------------------------
 
 
