@@ -249,6 +249,47 @@ def test_script_in_fields_is_escaped_in_the_html_digest_and_replies(
                 assert not re.search(r"(?i)<script|<img|onerror=", part.get_content())
 
 
+def test_formula_in_a_field_is_not_live_in_the_exports(
+    config: Config,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/","Programm")'
+    dovecot.append(
+        mail(
+            "Hiermit melde ich mich zur 2. Werkstatt an.\n\nName: Carl Calc\n"
+            f"Organisation: {formula}\nE-Mail: carl@example.org\n",
+            sender="Carl Calc <carl@example.org>",
+        ),
+        JAN,
+    )
+    cycle(config)
+    from openpyxl import load_workbook
+
+    from mailbot.cli import main
+
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "mailbot.sqlite3",
+    )
+    csv_file, xlsx_file = tmp_path / "list.csv", tmp_path / "list.xlsx"
+    for fmt, path in (("csv", csv_file), ("xlsx", xlsx_file)):
+        args = ["export", "2", "--format", fmt, "--output", str(path), "--config", str(config_file)]
+        assert main(args) == 0
+    capsys.readouterr()
+    cells = [c for line in csv_file.read_text("utf-8-sig").splitlines() for c in line.split(";")]
+    assert any("HYPERLINK" in c for c in cells), "the organisation is in the list"
+    assert not any(c.lstrip('"').startswith(("=", "+", "-", "@")) for c in cells), cells
+    sheet = load_workbook(xlsx_file).active
+    assert sheet is not None
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+
+
 # --- a 30 MB attachment ----------------------------------------------------------------------
 
 
@@ -458,12 +499,6 @@ def test_broken_mails_crash_nothing_and_are_all_accounted_for(
         print(f"{name:32} -> {rows[uid].state:8} {rows[uid].reason[:70]}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a registration nested deeper than the parser reads (mime.MAX_DEPTH = 20), or a "
-    "mail of only an attachment, stays unread in the inbox as 'not about the events' instead "
-    "of going to review with a reason that says why it could not be read",
-)
 @pytest.mark.parametrize("name", ["nested 200 levels", "only an attachment"])
 def test_unreadable_mail_goes_to_review_with_a_reason(
     config: Config, dovecot: Dovecot, smtp_sink: SmtpSink, name: str
