@@ -350,31 +350,31 @@ class Pipeline:
             f"too large to read: {mail.size / 1e6:.1f} MB, the limit is "
             f"{self.config.imap.max_message_bytes / 1e6:.1f} MB (imap.max_message_bytes)"
         )
-        row_id = self.store.record_message(
-            conn,
-            self.clock(),
-            folder=self.config.imap.folder,
-            uidvalidity=uidvalidity,
-            uid=mail.uid,
-            dedupe_key=item.key,
-            message_id=parsed.headers.message_id,
-            arrival=mail.arrival,
-            sender=parsed.headers.from_address,
-            subject=parsed.headers.subject[:2000],
-            state="review",
-            outcome="not read",
-            reason=reason,
+        row_id = self._record_new(
+            conn, item, uidvalidity, state="review", outcome="not read", reason=reason
         )
         log.warning("mail uid=%s id=%s: %s; to review", mail.uid, parsed.headers.message_id, reason)
         return Handled(row_id, "review", self._result(mail, parsed, "review", reason))
 
-    def _parse(self, raw: bytes) -> ParsedMail:
-        return parse_mail(
-            raw,
-            default_event=self.config.current_event.number,
-            known_events=[e.number for e in self.config.events],
-            own_addresses=self.config.own_addresses,
+    def _record_new(self, conn: Connection, item: Prepared, uidvalidity: int, **values: Any) -> int:
+        """A first row for a mail that is not settled the ordinary way (too large, failing)."""
+        headers = item.parsed.headers
+        return self.store.record_message(
+            conn,
+            self.clock(),
+            folder=self.config.imap.folder,
+            uidvalidity=uidvalidity,
+            uid=item.mail.uid,
+            dedupe_key=item.key,
+            message_id=headers.message_id,
+            arrival=item.mail.arrival,
+            sender=headers.from_address,
+            subject=headers.subject[:2000],
+            **values,
         )
+
+    def _parse(self, raw: bytes) -> ParsedMail:
+        return parse_for(self.config, raw)
 
     def _record_failure(
         self, conn: Connection, item: Prepared, row: Any, uidvalidity: int, exc: Exception
@@ -387,17 +387,10 @@ class Pipeline:
         reason = f"failed {attempts} times, last: {error}" if quarantine else error
         now = self.clock()
         if row is None:
-            row_id = self.store.record_message(
+            row_id = self._record_new(
                 conn,
-                now,
-                folder=self.config.imap.folder,
-                uidvalidity=uidvalidity,
-                uid=mail.uid,
-                dedupe_key=item.key,
-                message_id=parsed.headers.message_id,
-                arrival=mail.arrival,
-                sender=parsed.headers.from_address,
-                subject=parsed.headers.subject[:2000],
+                item,
+                uidvalidity,
                 intent=parsed.intent.value,
                 state=state,
                 reason=reason,
@@ -504,6 +497,16 @@ def _settled_before(row: Any) -> Handled:
     """A mail with a committed outcome: only a move may still be owed (after a crash)."""
     return Handled(
         row.id, row.state, None, owes_move=not row.moved and row.state in ("done", "review")
+    )
+
+
+def parse_for(config: Config, raw: bytes) -> ParsedMail:
+    """`parse_mail` with what the config knows: the events and our own addresses."""
+    return parse_mail(
+        raw,
+        default_event=config.current_event.number,
+        known_events=[e.number for e in config.events],
+        own_addresses=config.own_addresses,
     )
 
 

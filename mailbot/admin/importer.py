@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mailbot.config import Config
-from mailbot.parse import parse_mail
-from mailbot.pipeline import dedupe_key
+from mailbot.pipeline import dedupe_key, parse_for
 from mailbot.registrar import MailPlace, Registrar
 from mailbot.store.db import Store
 
@@ -111,12 +110,7 @@ def import_mails(
     # One pseudo-folder per run keeps (folder, UIDVALIDITY, UID) unique across imports.
     folder = f"import:{clock().isoformat()}:{path.resolve()}"[:255]
     for done, mail in enumerate(_with_progress(mails, progress), 1):
-        parsed = parse_mail(
-            mail.raw,
-            default_event=config.current_event.number,
-            known_events=[e.number for e in config.events],
-            own_addresses=config.own_addresses,
-        )
+        parsed = parse_for(config, mail.raw)
         if (parsed.headers.from_address or "") in config.own_addresses:
             report.ours += 1
             continue
