@@ -101,6 +101,9 @@ def demo_config(
     for event in data["events"]:
         if not event.get("placeholder"):
             event["capacity"] = DEMO_CAPACITY
+    # The sample workshop took place in 2018: the nightly retention purge of --keep-running
+    # would erase the demo's registrations at once.
+    data["privacy"] = {"retention_days": 100_000}
     return parse_config(data, workdir / "config.toml")
 
 
