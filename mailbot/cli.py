@@ -49,8 +49,16 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
     problems = check_templates(config)
     if problems:
+        # One mistake breaks every reply that uses the template: say it once, with where.
+        where: dict[str, list[str]] = {}
         for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+            label, _, problem = line.partition(": ")
+            where.setdefault(problem or label, []).append(label)
+        for problem, labels in where.items():
+            shown = ", ".join(labels[:3]) + (
+                f" and {len(labels) - 3} more" if len(labels) > 3 else ""
+            )
+            print(f"error: {problem} (in {shown})", file=sys.stderr)
         return EXIT_CONFIG
     count = sum(1 for _ in sample_requests(config))
     print(f"{args.config}: OK — {len(config.events)} events, {count} reply templates rendered")
