@@ -33,6 +33,12 @@ class ConfigError(Exception):
     """A config problem explained for a human: which key, what is wrong, how to fix it."""
 
 
+def redacted(exc: BaseException, secret: str | None) -> str:
+    """An error's text without the password, should a server ever echo it back."""
+    text = str(exc) or exc.__class__.__name__
+    return text.replace(secret, "***") if secret else text
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(

@@ -18,7 +18,7 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailbot.config import ImapSettings
+from mailbot.config import ImapSettings, redacted
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class ImapInbox:
             status = client.select_folder(self.server_name(s.folder), readonly=self.watch_only)
         except (IMAPClientError, OSError) as exc:
             self.close()
-            raise InboxError(f"IMAP {s.host}:{s.port}: {_safe(exc, s.password)}") from None
+            raise InboxError(f"IMAP {s.host}:{s.port}: {redacted(exc, s.password)}") from None
         self.uidvalidity = int(status[b"UIDVALIDITY"])
 
     def server_name(self, folder: str) -> str:
@@ -228,9 +228,3 @@ def _delimiter(client: IMAPClient) -> str:
     except (IMAPClientError, OSError):
         pass
     return "/"
-
-
-def _safe(exc: BaseException, secret: str | None) -> str:
-    """The error text without the password, should a server ever echo it back."""
-    text = str(exc) or exc.__class__.__name__
-    return text.replace(secret, "***") if secret else text

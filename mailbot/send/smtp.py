@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import aiosmtplib
 
-from mailbot.config import SmtpSettings
+from mailbot.config import SmtpSettings, redacted
 from mailbot.store.db import OutboxItem, Store, process_holder
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def send_outbox(
     try:
         await client.connect()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        error = _safe(exc, settings.password)
+        error = redacted(exc, settings.password)
         log.warning(
             "SMTP %s:%s unreachable: %s; %d replies wait",
             settings.host,
@@ -147,7 +147,7 @@ async def _send_one(
             _retry_or_fail(store, item, now(), f"{exc.code} {exc.message}", report)
         return
     except (aiosmtplib.SMTPException, OSError) as exc:
-        _retry_or_fail(store, item, now(), _safe(exc, password), report)
+        _retry_or_fail(store, item, now(), redacted(exc, password), report)
         return
     with store.transaction() as conn:
         store.mark_sent(conn, item.id, now())
@@ -182,8 +182,3 @@ def _fail(store: Store, item: OutboxItem, at: datetime, error: str, report: Send
         store.mark_failed(conn, item.id, at, error)
     report.failed += 1
     log.error("reply %s failed permanently: %s", item.message_id, error)
-
-
-def _safe(exc: BaseException, secret: str | None) -> str:
-    text = str(exc) or exc.__class__.__name__
-    return text.replace(secret, "***") if secret else text
