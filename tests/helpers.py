@@ -69,6 +69,17 @@ def make_config(
     return parse_config(data, tmp_path / "config.toml")
 
 
+def server_config(tmp_path: Path, dovecot: Any, smtp_sink: Any, **overrides: Any) -> Config:
+    """The shipped config pointed at this test's Dovecot and SMTP sink."""
+    return make_config(
+        tmp_path,
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        **overrides,
+    )
+
+
 def mail(
     body: str,
     *,

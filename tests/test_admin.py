@@ -7,7 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, mail, register, run_cycle, shipped_config_text, statuses
+from helpers import (
+    JAN,
+    db_rows,
+    mail,
+    register,
+    run_cycle,
+    statuses,
+    write_config_file,
+)
 from servers import Dovecot, SmtpSink
 
 from mailbot.cli import main
@@ -17,20 +25,19 @@ from mailbot.store.schema import anonymous_counts, audit_log, messages, outbox, 
 
 @pytest.fixture
 def config_file(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Path:
-    path = tmp_path / "config.toml"
-    text = shipped_config_text(
+    return write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "mailbot.sqlite3",
         **{
-            "port = 143": f"port = {dovecot.port}",
-            "port = 25": f"port = {smtp_sink.port}",
-            'password = "change-me"': f'password = "{dovecot.password}"',
             "capacity = 30                          # assumed": "capacity = 2 #",
             # Commands act at the real "now": move the 2nd workshop into the future.
             "2018-02-22T": "2040-02-22T",
             "2018-02-09T": "2040-02-09T",
-        }
+        },
     )
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import BERLIN, JAN, make_config, register, run_cycle, shipped_config_text
+from helpers import (
+    BERLIN,
+    JAN,
+    register,
+    run_cycle,
+    server_config,
+    write_config_file,
+)
 from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config
@@ -23,11 +30,10 @@ from mailbot.store.db import Store
 
 @pytest.fixture
 def config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Config:
-    return make_config(
+    return server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=2,
     )
 
@@ -112,9 +118,7 @@ def test_exactly_one_digest_per_day_across_restarts(config: Config, smtp_sink: S
 def test_quiet_days_are_skipped_when_configured(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config = make_config(
-        tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port, password=dovecot.password
-    )
+    config = server_config(tmp_path, dovecot, smtp_sink)
     assert not config.digest.skip_when_quiet  # the shipped default
     quiet = config.model_copy(
         update={"digest": config.digest.model_copy(update={"skip_when_quiet": True})}
@@ -131,16 +135,12 @@ def test_quiet_days_are_skipped_when_configured(
 def test_preview_command_prints_without_sending(
     config: Config, tmp_path: Path, smtp_sink: SmtpSink
 ) -> None:
-    path = tmp_path / "preview.toml"
-    path.write_text(
-        shipped_config_text(
-            **{
-                "port = 143": f"port = {config.imap.port}",
-                "port = 25": f"port = {config.smtp.port}",
-                'url = "sqlite:///mailbot.sqlite3"': f'url = "sqlite:///{tmp_path / "p.db"}"',
-            }
-        ),
-        encoding="utf-8",
+    path = write_config_file(
+        tmp_path / "preview.toml",
+        imap_port=config.imap.port,
+        smtp_port=config.smtp.port,
+        password=config.imap.password,
+        database=tmp_path / "p.db",
     )
     html = tmp_path / "digest.html"
     result = subprocess.run(

@@ -18,11 +18,11 @@ from helpers import (
     db_rows,
     form,
     mail,
-    make_config,
     register,
     run_cycle,
-    shipped_config_text,
+    server_config,
     statuses,
+    write_config_file,
 )
 from servers import Dovecot, SmtpSink
 
@@ -32,11 +32,10 @@ from mailbot.store.schema import messages, outbox
 
 @pytest.fixture
 def config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Config:
-    return make_config(
+    return server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=2,
     )
 
@@ -248,17 +247,14 @@ def test_uidvalidity_change_processes_nothing_twice(
 def test_poll_once_command(
     config: Config, dovecot: Dovecot, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
-    config_file = tmp_path / "config.toml"
-    text = shipped_config_text()
-    text = (
-        text.replace("port = 143", f"port = {dovecot.port}")
-        .replace("port = 25", f"port = {smtp_sink.port}")
-        .replace(
-            'url = "sqlite:///mailbot.sqlite3"', f'url = "sqlite:///{tmp_path / "cli.sqlite3"}"'
-        )
-        .replace('password = "change-me"', "")
+    # No password in the file: it comes from MAILBOT_IMAP_PASSWORD.
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=None,
+        database=tmp_path / "cli.sqlite3",
     )
-    config_file.write_text(text, encoding="utf-8")
     register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
     env = {"MAILBOT_IMAP_PASSWORD": dovecot.password, "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
@@ -278,22 +274,20 @@ def test_poll_once_command(
 def test_raised_capacity_promotes_on_next_cycle(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    small = make_config(
+    small = server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=1,
     )
     register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
     register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
     run_cycle(small)
     assert statuses(small)["bernd.brandt@example.org"] == "waitlisted"
-    bigger = make_config(
+    bigger = server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=2,
     )
     in_january = lambda: JAN + timedelta(days=5)  # noqa: E731 - before the workshop
@@ -356,9 +350,7 @@ def test_parse_command_prints_the_contract(tmp_path: Path) -> None:
 def test_mail_over_the_size_limit_goes_to_review_unread(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config = make_config(
-        tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port, password=dovecot.password
-    )
+    config = server_config(tmp_path, dovecot, smtp_sink)
     config = config.model_copy(
         update={"imap": config.imap.model_copy(update={"max_message_bytes": 100_000})}
     )

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, mail, make_config, register, write_config_file
+from helpers import JAN, db_rows, mail, make_config, register, server_config, write_config_file
 from proxy import Proxy
 from servers import Dovecot, SmtpSink
 
@@ -417,9 +417,7 @@ def test_untrusted_imap_certificate_is_refused_then_trusted(
     tmp_path: Path, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Dovecot(tls=True) as server:
-        config = make_config(
-            tmp_path, imap_port=server.port, smtp_port=smtp_sink.port, password=server.password
-        )
+        config = server_config(tmp_path, server, smtp_sink)
         config = with_settings(
             config, {"security": "ssl", "timeout_seconds": TIMEOUT, "idle": False}, {}
         )

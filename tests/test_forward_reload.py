@@ -11,7 +11,16 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, form, mail, make_config, run_cycle, shipped_config_text, statuses
+from helpers import (
+    JAN,
+    db_rows,
+    form,
+    mail,
+    run_cycle,
+    server_config,
+    shipped_config_text,
+    statuses,
+)
 from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config, load_config
@@ -23,11 +32,10 @@ ORGANISER = "information@ils-forschung.example"  # one of [organiser] other_addr
 
 @pytest.fixture
 def config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Config:
-    return make_config(
+    return server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=5,
     )
 

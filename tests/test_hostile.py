@@ -26,7 +26,16 @@ from email.utils import getaddresses, make_msgid
 from pathlib import Path
 
 import pytest
-from helpers import JAN, ORGANISER, db_rows, form, mail, make_config, write_config_file
+from helpers import (
+    JAN,
+    ORGANISER,
+    db_rows,
+    form,
+    mail,
+    make_config,
+    server_config,
+    write_config_file,
+)
 from servers import Dovecot, Received, SmtpSink
 
 from mailbot.config import Config
@@ -43,11 +52,10 @@ ADDRESS_HEADERS = {"to", "cc", "bcc", "from", "sender", "reply-to", "resent-to",
 
 @pytest.fixture
 def config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Config:
-    return make_config(
+    return server_config(
         tmp_path,
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
+        dovecot,
+        smtp_sink,
         capacity=10,
     )
 

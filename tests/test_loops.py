@@ -18,7 +18,17 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, form, mail, make_config, register, run_cycle, shipped_config_text
+from helpers import (
+    JAN,
+    db_rows,
+    form,
+    mail,
+    make_config,
+    register,
+    run_cycle,
+    server_config,
+    write_config_file,
+)
 from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config
@@ -53,9 +63,7 @@ def responder_answer(received: bytes, *, polite: bool, n: int) -> bytes:
 def test_an_auto_responder_exchange_stops(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, polite: bool
 ) -> None:
-    config = make_config(
-        tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port, password=dovecot.password
-    )
+    config = server_config(tmp_path, dovecot, smtp_sink)
     register(dovecot, "Anna Arndt", RESPONDER, JAN)
     answered = 0
     for cycle in range(30):
@@ -125,22 +133,19 @@ def test_senders_that_are_never_answered(tmp_path: Path, sender: str) -> None:
 
 def test_two_workers_at_once(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> None:
     """Someone starts a second worker by mistake: no double seat, no double reply."""
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(
-        shipped_config_text(
-            **{
-                "port = 143": f"port = {dovecot.port}",
-                "port = 25": f"port = {smtp_sink.port}",
-                "poll_seconds = 60": "poll_seconds = 5",
-                'password = "change-me"': f'password = "{dovecot.password}"',
-                'url = "sqlite:///mailbot.sqlite3"': f'url = "sqlite:///{tmp_path / "two.db"}"',
-                "capacity = 30                          # assumed": "capacity = 10 #",
-                'time = "07:30"': 'time = "23:59"',
-                # The 2018 workshop ended long ago: the nightly retention purge would erase it.
-                "retention_days = 180": "retention_days = 100000",
-            }
-        ),
-        encoding="utf-8",
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "two.db",
+        **{
+            "poll_seconds = 60": "poll_seconds = 5",
+            "capacity = 30                          # assumed": "capacity = 10 #",
+            'time = "07:30"': 'time = "23:59"',
+            # The 2018 workshop ended long ago: the nightly retention purge would erase it.
+            "retention_days = 180": "retention_days = 100000",
+        },
     )
     count = 40
     firsts = ("Anna", "Bernd", "Clara", "Dieter", "Eva", "Frank", "Gisela", "Hans")

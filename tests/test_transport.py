@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import mail, make_config, shipped_config_text
+from helpers import mail, server_config, write_config_file
 from servers import Dovecot, SmtpSink
 
 from mailbot.inbox.imap import ImapInbox, InboxError
@@ -26,9 +26,7 @@ FORM = "Hiermit melde ich mich zur 2. Werkstatt an.\n\nName: Anna Arndt\nE-Mail:
 
 def test_imaps_verifies_the_certificate(tmp_path: Path, smtp_sink: SmtpSink) -> None:
     with Dovecot(tls=True) as server:
-        config = make_config(
-            tmp_path, imap_port=server.port, smtp_port=smtp_sink.port, password=server.password
-        )
+        config = server_config(tmp_path, server, smtp_sink)
         settings = config.imap.model_copy(update={"security": "ssl"})
         # The system store does not know the test CA: the connection must be refused.
         with pytest.raises(InboxError, match=r"(?i)certificate"):
@@ -44,9 +42,7 @@ def test_imaps_verifies_the_certificate(tmp_path: Path, smtp_sink: SmtpSink) -> 
 
 def test_smtp_auth_used_when_configured(tmp_path: Path, dovecot: Dovecot) -> None:
     with SmtpSink(username="bot@example.org", password="s3cret") as sink:
-        config = make_config(
-            tmp_path, imap_port=dovecot.port, smtp_port=sink.port, password=dovecot.password
-        )
+        config = server_config(tmp_path, dovecot, sink)
         config = config.model_copy(
             update={
                 "smtp": config.smtp.model_copy(
@@ -64,9 +60,7 @@ def test_smtp_auth_used_when_configured(tmp_path: Path, dovecot: Dovecot) -> Non
 
 def test_smtp_down_keeps_reply_for_later(tmp_path: Path, dovecot: Dovecot) -> None:
     sink = SmtpSink()
-    config = make_config(
-        tmp_path, imap_port=dovecot.port, smtp_port=sink.port, password=dovecot.password
-    )
+    config = server_config(tmp_path, dovecot, sink)
     dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
     clock = [datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("UTC"))]
     store = Store(config.database_url)
@@ -89,16 +83,13 @@ def test_smtp_down_keeps_reply_for_later(tmp_path: Path, dovecot: Dovecot) -> No
 def test_run_worker_answers_and_stops_on_sigterm(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config_file = tmp_path / "config.toml"
-    make_config(tmp_path, imap_port=dovecot.port, smtp_port=smtp_sink.port)  # validates
-    config_file.write_text(
-        shipped_config_text()
-        .replace("port = 143", f"port = {dovecot.port}")
-        .replace("port = 25", f"port = {smtp_sink.port}")
-        .replace("poll_seconds = 60", "poll_seconds = 5")
-        .replace('password = "change-me"', f'password = "{dovecot.password}"')
-        .replace('url = "sqlite:///mailbot.sqlite3"', f'url = "sqlite:///{tmp_path / "run.db"}"'),
-        encoding="utf-8",
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "run.db",
+        **{"poll_seconds = 60": "poll_seconds = 5"},
     )
     dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
     process = subprocess.Popen(
@@ -126,9 +117,7 @@ def test_run_worker_answers_and_stops_on_sigterm(
 def test_folders_follow_the_servers_separator(tmp_path: Path, smtp_sink: SmtpSink) -> None:
     """Many real servers separate levels with "."; config.toml keeps writing "/"."""
     with Dovecot(separator=".") as server:
-        config = make_config(
-            tmp_path, imap_port=server.port, smtp_port=smtp_sink.port, password=server.password
-        )
+        config = server_config(tmp_path, server, smtp_sink)
         server.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
         store = Store(config.database_url)
         asyncio.run(Pipeline(config, store).cycle())
@@ -140,19 +129,16 @@ def test_folders_follow_the_servers_separator(tmp_path: Path, smtp_sink: SmtpSin
 def test_idle_answers_without_waiting_for_the_poll(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(
-        shipped_config_text(
-            **{
-                "port = 143": f"port = {dovecot.port}",
-                "port = 25": f"port = {smtp_sink.port}",
-                "poll_seconds = 60": "poll_seconds = 600",  # polling alone: ten minutes
-                'password = "change-me"': f'password = "{dovecot.password}"',
-                'url = "sqlite:///mailbot.sqlite3"': f'url = "sqlite:///{tmp_path / "idle.db"}"',
-                'time = "07:30"': 'time = "23:59"',
-            }
-        ),
-        encoding="utf-8",
+    config_file = write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / "idle.db",
+        **{
+            "poll_seconds = 60": "poll_seconds = 600",  # polling alone: ten minutes
+            'time = "07:30"': 'time = "23:59"',
+        },
     )
     log_path = tmp_path / "worker.log"
     with log_path.open("w", encoding="utf-8") as log_file:
