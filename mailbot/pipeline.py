@@ -84,6 +84,8 @@ class Pipeline:
         self.smtp_ssl_context = smtp_ssl_context
         # Set by the worker on SIGTERM: finish the mail in hand, then stop.
         self.stop_requested = threading.Event()
+        # Set while another worker holds the mailbox, so that is logged once, not every poll.
+        self.busy_with: str | None = None
         self.registrar = Registrar(config, store, clock)
         self._send_lock = asyncio.Lock()
 

@@ -48,9 +48,9 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
         report = await pipeline.cycle()
     except MailboxBusy as exc:
         # Said once per other worker, not at every poll and IDLE wake-up.
-        if getattr(pipeline, "_busy_said", None) != str(exc):
+        if pipeline.busy_with != str(exc):
             log.warning("cycle skipped: %s", exc)
-            pipeline._busy_said = str(exc)  # type: ignore[attr-defined]
+            pipeline.busy_with = str(exc)
         return None
     except InboxError as exc:
         log.warning("cycle skipped: %s", exc)
@@ -64,9 +64,9 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
         log.exception("cycle failed unexpectedly; retrying at the next poll")
         await asyncio.to_thread(_note_error, pipeline, f"{exc.__class__.__name__}: {exc}")
         return None
-    if getattr(pipeline, "_busy_said", None):
+    if pipeline.busy_with:
         log.info("the other mailbot has stopped; this one works on the mailbox now")
-        pipeline._busy_said = None  # type: ignore[attr-defined]
+        pipeline.busy_with = None
     if report.mails or report.send.sent or report.send.failed or report.promoted:
         log.info(
             "cycle: %d mails, %d promoted, %d replies sent, %d to retry, %d failed",
