@@ -11,8 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email import policy
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import Connection
@@ -31,7 +29,7 @@ from mailbot.decide.rules import (
 from mailbot.models import Intent, ParsedMail
 from mailbot.reply.compose import promotion_request, reply_for
 from mailbot.reply.forward import question_forward
-from mailbot.reply.message import build_message
+from mailbot.reply.message import OutgoingMail, compose_reply
 from mailbot.reply.render import ReplyRequest
 from mailbot.store.db import Store, parsed_to_json
 
@@ -199,7 +197,7 @@ class Registrar:
         if len(allowed) != len(request.recipients):
             request = replace(request, recipients=allowed)
         return self.enqueue_message(
-            conn, key, row_id, purpose, build_message(request, self.config, now)
+            conn, key, row_id, purpose, compose_reply(request, self.config, now)
         )
 
     def forward_question(
@@ -208,18 +206,20 @@ class Registrar:
         """The participant's question, quoted, to the organisers (Reply-To the participant)."""
         message = question_forward(parsed, raw, self.config, self.clock())
         if message is not None:
-            self.enqueue_message(conn, f"forward:{row_id}", row_id, "forward", message)
+            self.enqueue_message(
+                conn, f"forward:{row_id}", row_id, "forward", OutgoingMail.of(message)
+            )
 
     def enqueue_message(
-        self, conn: Connection, key: str, row_id: int | None, purpose: str, message: EmailMessage
+        self, conn: Connection, key: str, row_id: int | None, purpose: str, mail: OutgoingMail
     ) -> bool:
         return self.store.enqueue(
             conn,
             key=key,
             message_row=row_id,
             purpose=purpose,
-            recipients=[a.addr_spec for a in message["To"].addresses],
-            message_id=str(message["Message-ID"]),
-            raw=message.as_bytes(policy=policy.SMTP),
+            recipients=mail.recipients,
+            message_id=mail.message_id,
+            raw=mail.raw,
             now=self.clock(),
         )

@@ -22,7 +22,6 @@ from mailbot.models import ParsedMail
 from mailbot.parse.mime import body_text, parse_bytes
 from mailbot.parse.quotes import split_quoted
 from mailbot.reply.context import base_context, one_line
-from mailbot.reply.mailpolicy import new_message
 from mailbot.reply.message import message_ids, organiser_headers, safe_address
 from mailbot.reply.render import render_template
 
@@ -58,7 +57,7 @@ def question_forward(
         "question": quote(question_text(raw)),
     }
     text = render_template(config, f"{language}/forward.txt.j2", context)
-    message = new_message()
+    message = EmailMessage()
     organiser_headers(message, config, now)
     message["To"] = [Address(addr_spec=a) for a in config.organiser.digest_to] or [
         Address(addr_spec=config.organiser.address)
