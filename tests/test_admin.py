@@ -20,7 +20,15 @@ from servers import Dovecot, SmtpSink
 
 from mailbot.cli import main
 from mailbot.config import Config, load_config
-from mailbot.store.schema import anonymous_counts, audit_log, messages, outbox, participants
+from mailbot.store.db import reply_log_hash
+from mailbot.store.schema import (
+    anonymous_counts,
+    audit_log,
+    messages,
+    outbox,
+    participants,
+    reply_log,
+)
 
 
 @pytest.fixture
@@ -258,6 +266,9 @@ def test_forget_leaves_only_anonymous_counts(
         ("werkstatt-2", "confirmed", 1)
     ]
     assert "forget" in [a.action for a in db_rows(config, audit_log)]
+    assert [r.address_hash for r in db_rows(config, reply_log)] == [
+        reply_log_hash("bernd@example.org")
+    ]
 
 
 def test_retention_purges_ended_events(config: Config, dovecot: Dovecot) -> None:

@@ -190,3 +190,40 @@ def test_two_workers_at_once(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSi
     assert len(rows) == count
     assert sum(r.status == "confirmed" for r in rows) == 10
     assert "another mailbot" in output and "Traceback" not in output
+
+
+def test_loop_brake_counts_per_address_from_its_own_log(tmp_path: Path) -> None:
+    """The brake counts replies per address in reply_log (an index lookup, not an outbox scan):
+    any case of the address, only participant replies, only the last day; pruned later."""
+    from mailbot.store.db import Store
+    from mailbot.store.schema import reply_log
+
+    store = Store(f"sqlite:///{tmp_path / 'brake.sqlite3'}")
+
+    def queue(key: str, purpose: str, recipients: list[str], hours: int) -> None:
+        with store.transaction() as conn:
+            store.enqueue(
+                conn,
+                key=key,
+                message_row=None,
+                purpose=purpose,
+                recipients=recipients,
+                message_id=f"<{key}@example.org>",
+                raw=b"x",
+                now=JAN + timedelta(hours=hours),
+            )
+
+    queue("a", "reply:confirmed", ["anna@example.org", "bernd@example.org"], 0)
+    queue("b", "promotion", ["Anna@Example.org"], 30)
+    queue("c", "digest", ["anna@example.org"], 30)
+    queue("d", "forward", ["anna@example.org"], 30)
+    queue("b", "promotion", ["anna@example.org"], 31)  # the same key: not queued, not counted
+    with store.transaction() as conn:
+        assert store.replies_to(conn, "anna@example.org", JAN) == 2
+        assert store.replies_to(conn, "ANNA@example.org", JAN + timedelta(hours=1)) == 1
+        assert store.replies_to(conn, "bernd@example.org", JAN) == 1
+        assert store.replies_to(conn, "clara@example.org", JAN) == 0
+        assert store.prune_reply_log(conn, JAN + timedelta(hours=1)) == 2
+        hashes = [r.address_hash for r in conn.execute(reply_log.select())]
+    assert hashes and not any("anna" in h for h in hashes)  # hashed, never the address
+    store.close()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from mailbot.config import Config
-from mailbot.store.db import Store
+from mailbot.store.db import Store, reply_log_hash
 from mailbot.store.schema import (
     anonymous_counts,
     audit_log,
@@ -23,6 +23,7 @@ from mailbot.store.schema import (
     outbox,
     participants,
     registrations,
+    reply_log,
 )
 
 log = logging.getLogger("mailbot")
@@ -120,6 +121,7 @@ def forget(store: Store, email: str, now: datetime) -> Erased:
             erased.mails += int(result.rowcount or 0)
             result = conn.execute(delete(outbox).where(outbox.c.recipients.like(f'%"{email}"%')))
             erased.replies += int(result.rowcount or 0)
+        conn.execute(delete(reply_log).where(reply_log.c.address_hash == reply_log_hash(email)))
         _audit(conn, now, "forget", f"address #{address_hash(email)}: erased {erased}")
     log.info("forgot address #%s: erased %s", address_hash(email), erased)
     return erased
@@ -130,6 +132,8 @@ def purge_expired(config: Config, store: Store, now: datetime) -> Erased:
     keep = timedelta(days=config.privacy.retention_days)
     expired = [e.id for e in config.events if e.end + keep < now]
     erased = Erased()
+    with store.transaction() as conn:  # the loop brake looks back one day; keep two
+        store.prune_reply_log(conn, now - timedelta(days=2))
     if not expired:
         return erased
     with store.transaction() as conn:

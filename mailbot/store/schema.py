@@ -147,6 +147,19 @@ outbox = Table(
 )
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt_at)
 
+# One row per recipient of each reply to participants: what the per-address loop brake
+# (mailbot.max_replies_per_address_per_day) counts. Counting in the outbox itself meant a
+# LIKE over every recent reply (and its message body) per mail, O(N²) in a rush. Only a hash
+# of the address is kept, and rows older than two days are purged with the retention job.
+reply_log = Table(
+    "reply_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_reply_log_address", reply_log.c.address_hash, reply_log.c.created_at)
+
 # One row per local calendar day on which a digest was made (or skipped as quiet):
 # the primary key is what makes "exactly one digest per day" hold across restarts.
 digests = Table(
