@@ -220,3 +220,29 @@ def test_no_promotion_once_the_event_has_begun(config: Config) -> None:
     result = decide(registration("p0@example.org", intent=Intent.CANCEL), start, config, states)
     assert result.promotions == []
     assert states["werkstatt-2"].waitlist() == ["p2@example.org"]
+
+
+def test_event_state_bookkeeping_matches_a_recount(config: Config) -> None:
+    """`put` keeps counts and the queue incrementally; they must equal a recount at every step
+    (same arrival times included, where the sequence number breaks the tie)."""
+    import random
+
+    from mailbot.decide.rules import Seat
+
+    rng = random.Random(3)
+    state = EventState(config.events[0])
+    for step in range(2000):
+        email = f"p{rng.randrange(60)}@example.org"
+        arrival = BEFORE + timedelta(minutes=rng.randrange(40))
+        state.put(Seat(email, rng.choice(list(Status)), arrival, step + 1))
+        seats = state.seats.values()
+        waiting = sorted(
+            (s for s in seats if s.status is Status.WAITLISTED), key=lambda s: (s.arrival, s.seq)
+        )
+        assert state.confirmed() == sum(s.status is Status.CONFIRMED for s in seats)
+        assert state.waitlist() == [s.email for s in waiting]
+        assert state.first_waiting() == (waiting[0].email if waiting else None)
+        assert all(state.position(s.email) == n for n, s in enumerate(waiting, 1))
+        assert state.next_seq() == max(s.seq for s in seats) + 1
+    copy = EventState(state.event, dict(state.seats))  # built from seats: the same answers
+    assert copy.waitlist() == state.waitlist() and copy.confirmed() == state.confirmed()

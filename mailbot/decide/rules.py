@@ -8,6 +8,7 @@ plain values.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -65,23 +66,59 @@ class Seat:
 
 @dataclass
 class EventState:
-    """A snapshot of one event: who holds which status, in queue order."""
+    """A snapshot of one event: who holds which status, in queue order.
+
+    Seats change only through `put`, which keeps the confirmed count, the waiting list (sorted
+    by arrival) and the highest sequence number up to date: the rules ask for them on every
+    mail, and recounting all seats each time made a rush of N mails cost O(N²).
+    """
 
     event: EventSettings
     seats: dict[str, Seat] = field(default_factory=dict)
+    _confirmed: int = field(default=0, init=False, repr=False)
+    _queue: list[tuple[datetime, int, str]] = field(default_factory=list, init=False, repr=False)
+    _max_seq: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        seats, self.seats = self.seats, {}
+        for seat in seats.values():
+            self.put(seat)
+
+    def put(self, seat: Seat) -> None:
+        """Set one person's seat (new or changed)."""
+        old = self.seats.get(seat.email)
+        if old is not None:
+            if old.status is Status.CONFIRMED:
+                self._confirmed -= 1
+            elif old.status is Status.WAITLISTED:
+                key = (old.arrival, old.seq, old.email)
+                del self._queue[bisect_left(self._queue, key)]
+        self.seats[seat.email] = seat
+        if seat.status is Status.CONFIRMED:
+            self._confirmed += 1
+        elif seat.status is Status.WAITLISTED:
+            insort(self._queue, (seat.arrival, seat.seq, seat.email))
+        self._max_seq = max(self._max_seq, seat.seq)
 
     def confirmed(self) -> int:
-        return sum(1 for s in self.seats.values() if s.status is Status.CONFIRMED)
+        return self._confirmed
 
     def waitlist(self) -> list[str]:
-        waiting = [s for s in self.seats.values() if s.status is Status.WAITLISTED]
-        return [s.email for s in sorted(waiting, key=lambda s: (s.arrival, s.seq))]
+        return [email for _arrival, _seq, email in self._queue]
+
+    def first_waiting(self) -> str | None:
+        return self._queue[0][2] if self._queue else None
+
+    def position(self, email: str) -> int:
+        """1-based place on the waiting list."""
+        seat = self.seats[email]
+        return bisect_left(self._queue, (seat.arrival, seat.seq, email)) + 1
 
     def next_seq(self) -> int:
-        return max((s.seq for s in self.seats.values()), default=0) + 1
+        return self._max_seq + 1
 
     def free_seats(self) -> int:
-        return max(0, self.event.capacity - self.confirmed())
+        return max(0, self.event.capacity - self._confirmed)
 
 
 @dataclass(frozen=True)
@@ -180,9 +217,8 @@ def promote_waiting(
         state = states[event_id]
         if now is not None and state.event.start <= now:
             continue
-        while state.free_seats() > 0 and state.waitlist():
-            email = state.waitlist()[0]
-            state.seats[email] = replace(state.seats[email], status=Status.CONFIRMED)
+        while state.free_seats() > 0 and (email := state.first_waiting()) is not None:
+            state.put(replace(state.seats[email], status=Status.CONFIRMED))
             promoted.append(Promotion(email, event_id))
     return promoted
 
@@ -241,32 +277,32 @@ def _register(
     current = state.seats.get(person.email)
     if current is not None and current.status in (Status.CONFIRMED, Status.WAITLISTED):
         outcome = Outcome.UPDATED if intent is Intent.UPDATE else Outcome.ALREADY_REGISTERED
-        position = _position(state, person.email) if current.status is Status.WAITLISTED else None
+        position = state.position(person.email) if current.status is Status.WAITLISTED else None
         decision.outcomes.append(
             PersonOutcome(person, state.event.id, outcome, current.status, position)
         )
         return
     late = is_late(arrival, state.event)
     if late and config.mailbot.late_policy == "reject":
-        state.seats[person.email] = Seat(person.email, Status.LATE, arrival, state.next_seq())
+        state.put(Seat(person.email, Status.LATE, arrival, state.next_seq()))
         decision.outcomes.append(PersonOutcome(person, state.event.id, Outcome.LATE, Status.LATE))
         return
     # Under the "waitlist" policy a late registration never takes a seat by itself:
     # it queues, and the organiser (or a cancellation) decides.
-    if not late and state.free_seats() > 0 and not state.waitlist():
-        state.seats[person.email] = Seat(person.email, Status.CONFIRMED, arrival, state.next_seq())
+    if not late and state.free_seats() > 0 and state.first_waiting() is None:
+        state.put(Seat(person.email, Status.CONFIRMED, arrival, state.next_seq()))
         decision.outcomes.append(
             PersonOutcome(person, state.event.id, Outcome.CONFIRMED, Status.CONFIRMED)
         )
         return
-    state.seats[person.email] = Seat(person.email, Status.WAITLISTED, arrival, state.next_seq())
+    state.put(Seat(person.email, Status.WAITLISTED, arrival, state.next_seq()))
     decision.outcomes.append(
         PersonOutcome(
             person,
             state.event.id,
             Outcome.WAITLISTED,
             Status.WAITLISTED,
-            _position(state, person.email),
+            state.position(person.email),
         )
     )
 
@@ -278,11 +314,7 @@ def _cancel(decision: Decision, state: EventState, person: Participant) -> None:
             PersonOutcome(person, state.event.id, Outcome.NOT_REGISTERED, None)
         )
         return
-    state.seats[person.email] = replace(current, status=Status.CANCELLED)
+    state.put(replace(current, status=Status.CANCELLED))
     decision.outcomes.append(
         PersonOutcome(person, state.event.id, Outcome.CANCELLED, Status.CANCELLED)
     )
-
-
-def _position(state: EventState, email: str) -> int:
-    return state.waitlist().index(email) + 1

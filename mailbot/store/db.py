@@ -231,9 +231,7 @@ class Store:
         )
         for row in rows:
             if row.event_id in states:
-                states[row.event_id].seats[row.email] = Seat(
-                    row.email, Status(row.status), row.arrival, row.id
-                )
+                states[row.event_id].put(Seat(row.email, Status(row.status), row.arrival, row.id))
         return states
 
     def upsert_participant(
