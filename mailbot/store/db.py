@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import OperationalError
 
 from mailbot.config import Config
 from mailbot.decide.rules import Decision, EventState, Seat, Status
@@ -53,12 +55,59 @@ from mailbot.store.schema import (
 # every insert would keep paying for them. (ix_outbox_recent_recipients served the loop
 # brake before the reply_log table did.)
 RETIRED_INDEXES = ("ix_outbox_recent_recipients",)
+BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write lock
 # Mail to the organisers, not to participants: the per-address loop brake does not count it.
 UNCOUNTED_PURPOSES = ("digest", "forward")
 
 
+# The statements a rush runs for every mail, built once. Building a Core statement costs
+# about 0.2 ms (construct, then derive its cache key), executing a prebuilt one with bound
+# values about a quarter of that, and a mail runs a dozen (bench/rush.py). An UPDATE without
+# .values() takes its SET columns from the parameters it is executed with.
+_MESSAGE_BY_KEY = select(messages).where(messages.c.dedupe_key == bindparam("b_key"))
+_INSERT_MESSAGE = insert(messages)
+_UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
+_PARTICIPANT_BY_EMAIL = select(
+    participants.c.id, participants.c.name, participants.c.organisation
+).where(participants.c.email == bindparam("b_email"))
+_INSERT_PARTICIPANT = insert(participants)
+_UPDATE_PARTICIPANT = update(participants).where(participants.c.id == bindparam("b_id"))
+_REGISTRATION_ID = select(registrations.c.id).where(
+    registrations.c.participant_id == bindparam("b_person"),
+    registrations.c.event_id == bindparam("b_event"),
+)
+_INSERT_REGISTRATION = insert(registrations)
+_UPDATE_REGISTRATION = update(registrations).where(registrations.c.id == bindparam("b_id"))
+_OUTBOX_KEY = select(outbox.c.id).where(outbox.c.key == bindparam("b_key"))
+_INSERT_OUTBOX = insert(outbox)
+_INSERT_REPLY_LOG = insert(reply_log)
+_REPLIES_TO = (
+    select(func.count())
+    .select_from(reply_log)
+    .where(
+        reply_log.c.address_hash == bindparam("b_hash"),
+        reply_log.c.created_at >= bindparam("b_since"),
+    )
+)
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("b_id"), outbox.c.sent_at.is_(None))
+    .values(
+        sent_at=bindparam("b_now"),
+        attempts=outbox.c.attempts + 1,
+        last_error=None,
+        claimed_by=None,
+        claimed_until=None,
+    )
+)
+
+
 class StoreError(Exception):
     """The database cannot be used as it is (wrong schema version, unreachable)."""
+
+
+class StoreBusy(Exception):
+    """Another process holds the write lock (only from `transaction(wait=False)`)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +138,7 @@ def make_engine(url: str) -> Engine:
             # With WAL, NORMAL syncs at checkpoints, not at every commit: a crash of mailbot
             # loses nothing committed; only a power cut may lose the last transactions.
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -119,9 +168,26 @@ class Store:
                 )
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def transaction(self, *, wait: bool = True) -> Iterator[Connection]:
+        """One transaction. `wait=False`: raise `StoreBusy` at once when another process holds
+        the write lock, instead of waiting for it (SQLite; other databases always wait)."""
+        if wait or self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")  # on the driver: no transaction begins
+            try:
+                with conn.begin():
+                    yield conn
+            except OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreBusy(str(exc)) from exc
+                raise
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -171,7 +237,7 @@ class Store:
         return {int(r.uid): r for r in rows}
 
     def message_by_key(self, conn: Connection, dedupe_key: str) -> Row[Any] | None:
-        return conn.execute(select(messages).where(messages.c.dedupe_key == dedupe_key)).first()
+        return conn.execute(_MESSAGE_BY_KEY, {"b_key": dedupe_key}).first()
 
     def relocate_message(
         self, conn: Connection, row_id: int, folder: str, uidvalidity: int, uid: int, now: datetime
@@ -186,14 +252,12 @@ class Store:
     def record_message(self, conn: Connection, now: datetime, **values: Any) -> int:
         values.setdefault("attempts", 1)
         result = conn.execute(
-            insert(messages).values(created_at=now, updated_at=now, moved=False, **values)
+            _INSERT_MESSAGE, {"created_at": now, "updated_at": now, "moved": False, **values}
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def update_message(self, conn: Connection, row_id: int, now: datetime, **values: Any) -> None:
-        conn.execute(
-            update(messages).where(messages.c.id == row_id).values(updated_at=now, **values)
-        )
+        conn.execute(_UPDATE_MESSAGE, {"b_id": row_id, "updated_at": now, **values})
 
     def pending_moves(self, conn: Connection, folder: str, uidvalidity: int) -> list[Row[Any]]:
         """Mail whose outcome is committed but which a crash left in the inbox."""
@@ -237,20 +301,17 @@ class Store:
     def upsert_participant(
         self, conn: Connection, person: Participant, language: str, now: datetime
     ) -> int:
-        row = conn.execute(
-            select(participants.c.id, participants.c.name, participants.c.organisation).where(
-                participants.c.email == person.email
-            )
-        ).first()
+        row = conn.execute(_PARTICIPANT_BY_EMAIL, {"b_email": person.email}).first()
         if row is None:
             result = conn.execute(
-                insert(participants).values(
-                    email=person.email,
-                    name=person.name,
-                    organisation=person.organisation,
-                    language=language,
-                    created_at=now,
-                )
+                _INSERT_PARTICIPANT,
+                {
+                    "email": person.email,
+                    "name": person.name,
+                    "organisation": person.organisation,
+                    "language": language,
+                    "created_at": now,
+                },
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
         changes = {
@@ -258,7 +319,7 @@ class Store:
             "organisation": person.organisation or row.organisation,
             "language": language,
         }
-        conn.execute(update(participants).where(participants.c.id == row.id).values(**changes))
+        conn.execute(_UPDATE_PARTICIPANT, {"b_id": row.id, **changes})
         return int(row.id)
 
     def apply_decision(
@@ -298,10 +359,9 @@ class Store:
         now: datetime,
         details: dict[str, Any],
     ) -> None:
-        where = (registrations.c.participant_id == person_id) & (
-            registrations.c.event_id == event_id
-        )
-        existing = conn.execute(select(registrations.c.id).where(where)).first()
+        existing = conn.execute(
+            _REGISTRATION_ID, {"b_person": person_id, "b_event": event_id}
+        ).first()
         values = {
             "status": seat.status.value,
             "arrival": seat.arrival,
@@ -310,18 +370,19 @@ class Store:
         }
         if existing is None:
             conn.execute(
-                insert(registrations).values(
-                    participant_id=person_id,
-                    event_id=event_id,
-                    message_row=message_row,
-                    created_at=now,
+                _INSERT_REGISTRATION,
+                {
+                    "participant_id": person_id,
+                    "event_id": event_id,
+                    "message_row": message_row,
+                    "created_at": now,
                     **values,
-                )
+                },
             )
         else:
             if message_row is not None:
                 values["message_row"] = message_row
-            conn.execute(update(registrations).where(where).values(**values))
+            conn.execute(_UPDATE_REGISTRATION, {"b_id": existing.id, **values})
 
     def set_status(
         self, conn: Connection, email: str, event_id: str, status: Status, now: datetime
@@ -377,24 +438,25 @@ class Store:
         now: datetime,
     ) -> bool:
         """Queue a reply unless one with the same key exists; True when it was queued."""
-        if conn.execute(select(outbox.c.id).where(outbox.c.key == key)).first() is not None:
+        if conn.execute(_OUTBOX_KEY, {"b_key": key}).first() is not None:
             return False
         conn.execute(
-            insert(outbox).values(
-                key=key,
-                message_row=message_row,
-                purpose=purpose,
-                recipients=json.dumps(recipients),
-                message_id=message_id,
-                raw=raw,
-                created_at=now,
-                attempts=0,
-                next_attempt_at=now,
-            )
+            _INSERT_OUTBOX,
+            {
+                "key": key,
+                "message_row": message_row,
+                "purpose": purpose,
+                "recipients": json.dumps(recipients),
+                "message_id": message_id,
+                "raw": raw,
+                "created_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+            },
         )
         if purpose not in UNCOUNTED_PURPOSES:
             conn.execute(
-                insert(reply_log),
+                _INSERT_REPLY_LOG,
                 [{"address_hash": reply_log_hash(a), "created_at": now} for a in recipients],
             )
         return True
@@ -451,17 +513,7 @@ class Store:
         ]
 
     def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == item_id, outbox.c.sent_at.is_(None))
-            .values(
-                sent_at=now,
-                attempts=outbox.c.attempts + 1,
-                last_error=None,
-                claimed_by=None,
-                claimed_until=None,
-            )
-        )
+        conn.execute(_MARK_SENT, {"b_id": item_id, "b_now": now})
 
     def mark_retry(
         self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str
@@ -493,16 +545,8 @@ class Store:
 
     def replies_to(self, conn: Connection, address: str, since: datetime) -> int:
         """Replies queued for `address` since a time (digests and forwards do not count)."""
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(reply_log)
-                .where(
-                    reply_log.c.address_hash == reply_log_hash(address),
-                    reply_log.c.created_at >= since,
-                )
-            ).scalar_one()
-        )
+        values = {"b_hash": reply_log_hash(address), "b_since": since}
+        return int(conn.execute(_REPLIES_TO, values).scalar_one())
 
     def prune_reply_log(self, conn: Connection, before: datetime) -> int:
         result = conn.execute(delete(reply_log).where(reply_log.c.created_at < before))
