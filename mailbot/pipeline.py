@@ -14,13 +14,15 @@ import logging
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
+from mailbot.clock import Clock, utc_now
 from mailbot.config import Config
 from mailbot.decide.rules import EventState
 from mailbot.forward import unwrap_forward
@@ -28,20 +30,15 @@ from mailbot.inbox.imap import FetchedMail, ImapInbox, InboxError
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
 from mailbot.registrar import STATE_OF_ROUTE, MailPlace, Registrar
+from mailbot.send.background import sending_alongside
 from mailbot.send.smtp import SendReport, send_outbox
 from mailbot.store.db import Store, process_holder
 
 log = logging.getLogger("mailbot")
 
-Clock = Callable[[], datetime]
-
 
 class MailboxBusy(InboxError):
     """Another live worker holds the mailbox; this cycle is skipped, not failed."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -172,22 +169,37 @@ class Pipeline:
                 # A move that keeps failing (quota, permissions) must not stop new mail.
                 log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
-            for start in range(0, len(uids), imap.batch_size):
-                if self.stop_requested.is_set():
-                    break
-                batch = uids[start : start + imap.batch_size]
-                last_uid = self._handle_batch(inbox, batch, last_uid, report)
-                self._hold_mailbox()  # renew: a long backlog must not let the lease run out
-                with self.store.transaction() as conn:
-                    self.store.save_progress(
-                        conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
-                    )
+            alongside = self._sender_alongside(len(uids))
+            with sending_alongside(self.config) if alongside else nullcontext():
+                for start in range(0, len(uids), imap.batch_size):
+                    if self.stop_requested.is_set():
+                        break
+                    batch = uids[start : start + imap.batch_size]
+                    last_uid = self._handle_batch(inbox, batch, last_uid, report)
+                    self._hold_mailbox()  # renew: a long backlog must not let the lease lapse
+                    with self.store.transaction() as conn:
+                        self.store.save_progress(
+                            conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
+                        )
             if not uids:
                 with self.store.transaction() as conn:
                     self.store.save_progress(
                         conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
                     )
         return report
+
+    def _sender_alongside(self, new_mails: int) -> bool:
+        """A backlog of more than one batch gets a sender process beside it (send/background.py).
+
+        Not with an injected clock or TLS context (tests, the demo): the other process has
+        neither, and would stamp real times next to a fixed one.
+        """
+        return (
+            new_mails > self.config.imap.batch_size
+            and self.config.mailbot.send_while_polling
+            and self.clock is utc_now
+            and self.smtp_ssl_context is None
+        )
 
     def _handle_batch(
         self, inbox: ImapInbox, batch: Sequence[int], last_uid: int, report: CycleReport

@@ -27,7 +27,7 @@ def _store(config: Config):  # type: ignore[no-untyped-def]
 
 
 def _now() -> datetime:
-    from mailbot.pipeline import utc_now
+    from mailbot.clock import utc_now
 
     return utc_now()
 

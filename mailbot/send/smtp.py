@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import aiosmtplib
 
 from mailbot.config import SmtpSettings, redacted
-from mailbot.store.db import OutboxItem, Store, process_holder
+from mailbot.store.db import OutboxItem, Store, StoreBusy, process_holder
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,37 @@ class SendReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+
+
+class SentMarks:
+    """Marks replies sent once the server accepted them.
+
+    By default each mark is its own transaction right away. With `wait=False` (the sender
+    that runs beside a long poll, send/background.py) a mark that finds the poll holding the
+    database's write lock stays in memory and goes in with the next one, so the SMTP
+    connection never stalls behind the poll. A crash before it is written means those few
+    replies go out once more, with the same Message-ID: at least once, never lost.
+    """
+
+    def __init__(self, store: Store, *, wait: bool = True) -> None:
+        self.store = store
+        self.wait = wait
+        self.pending: list[tuple[int, datetime]] = []
+
+    def add(self, item_id: int, at: datetime) -> None:
+        self.pending.append((item_id, at))
+        self.flush(wait=self.wait)
+
+    def flush(self, *, wait: bool = True) -> None:
+        if not self.pending:
+            return
+        try:
+            with self.store.transaction(wait=wait) as conn:
+                for item_id, at in self.pending:
+                    self.store.mark_sent(conn, item_id, at)
+        except StoreBusy:
+            return
+        self.pending.clear()
 
 
 def backoff(attempts: int) -> timedelta:
@@ -61,9 +92,12 @@ async def send_outbox(
     now: Callable[[], datetime],
     ssl_context: ssl.SSLContext | None = None,
     hourly_cap: int = 5000,
+    *,
+    wait_for_lock: bool = True,
 ) -> SendReport:
     """Send every due reply over one SMTP connection (opened only when there is work)."""
     report = SendReport()
+    marks = SentMarks(store, wait=wait_for_lock)
     due = _claim(store, now, hourly_cap)
     if not due:
         return report
@@ -86,9 +120,13 @@ async def send_outbox(
         # A rush queues more than one claim holds: keep going until nothing is due.
         while due:
             for item in due:
-                await _send_one(client, store, item, envelope_from, now, report, settings.password)
+                await _send_one(client, store, item, envelope_from, now, report, marks, settings)
+            # Marks first: a claim may hand back our own claimed entries, and one sent but not
+            # yet marked would go out twice. (A claim waits for the write lock anyway.)
+            marks.flush()
             due = _claim(store, now, hourly_cap) if report.retried == report.failed == 0 else []
     finally:
+        marks.flush()
         try:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
@@ -127,7 +165,8 @@ async def _send_one(
     envelope_from: str,
     now: Callable[[], datetime],
     report: SendReport,
-    password: str | None,
+    marks: SentMarks,
+    settings: SmtpSettings,
 ) -> None:
     try:
         if not client.is_connected:
@@ -147,10 +186,9 @@ async def _send_one(
             _retry_or_fail(store, item, now(), f"{exc.code} {exc.message}", report)
         return
     except (aiosmtplib.SMTPException, OSError) as exc:
-        _retry_or_fail(store, item, now(), redacted(exc, password), report)
+        _retry_or_fail(store, item, now(), redacted(exc, settings.password), report)
         return
-    with store.transaction() as conn:
-        store.mark_sent(conn, item.id, now())
+    marks.add(item.id, now())
     report.sent += 1
     log.info("sent %s to %s", item.message_id, ", ".join(item.recipients))
 

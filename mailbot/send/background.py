@@ -1,0 +1,91 @@
+"""A second process that sends replies while a long poll is still settling the backlog.
+
+Why: in a registration rush the poll reads hundreds of mails, and until now the first reply
+left only after the last mail was settled. Parsing, deciding and sending are all CPU work in
+Python, so a sending thread only takes turns with the poll under the GIL (measured in
+bench/rush.py: no gain); a process sends on the second core. The outbox claims
+(`Store.claim_due`) already make two senders safe, and this one never waits for the poll's
+write lock to mark a reply sent (`SentMarks(wait=False)`).
+
+It is started only for a backlog of more than one batch: a single new mail is answered by
+the poll's own send right after it, as before. It stops when the poll is done (after sending
+what is due) or when its parent dies (the pipe closes), so it never outlives the worker.
+SIGINT and SIGTERM are the parent's business: it stops the sender once the mail in hand is
+settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from multiprocessing.connection import Connection
+
+from mailbot.clock import utc_now
+from mailbot.config import Config
+from mailbot.send.smtp import send_outbox
+from mailbot.store.db import Store
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 0.2  # how often an idle sender looks for new replies
+
+
+@contextmanager
+def sending_alongside(config: Config) -> Iterator[None]:
+    """Run a sender process for the duration of the `with` block, then stop it cleanly."""
+    context = multiprocessing.get_context("spawn")  # no fork: the worker has threads
+    parent_end, child_end = context.Pipe()
+    level = logging.getLogger("mailbot").getEffectiveLevel()
+    process = context.Process(
+        target=_main, args=(config, level, child_end), name="mailbot-sender", daemon=True
+    )
+    process.start()
+    child_end.close()
+    log.info("sending alongside the poll (process %s)", process.pid)
+    try:
+        yield
+    finally:
+        with suppress(OSError):  # gone already: join() says how it ended
+            parent_end.send("stop")
+        process.join(timeout=config.smtp.timeout_seconds * 3 + 30)
+        if process.is_alive():
+            log.warning("the sender process did not stop in time; terminating it")
+            process.terminate()
+            process.join(5)
+        elif process.exitcode:
+            log.warning("the sender process ended with exit code %s", process.exitcode)
+        parent_end.close()
+
+
+def _main(config: Config, level: int, pipe: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+    )
+    store = Store(config.database_url)
+    try:
+        asyncio.run(_send_until_told(store, config, pipe))
+    finally:
+        store.close()
+
+
+async def _send_until_told(store: Store, config: Config, pipe: Connection) -> None:
+    while True:
+        told = pipe.poll()  # "stop", or the end of the pipe when the parent died
+        report = await send_outbox(
+            store,
+            config.smtp,
+            config.organiser.address,
+            utc_now,
+            hourly_cap=config.mailbot.max_replies_per_hour,
+            wait_for_lock=False,
+        )
+        if told:
+            return
+        if not report.sent:
+            await asyncio.sleep(IDLE_SECONDS)
