@@ -117,10 +117,24 @@ _SNAPSHOTS: dict[Path, SandboxedEnvironment] = {}
 
 def environment(config: Config) -> SandboxedEnvironment:
     """The sandboxed environment for `config`'s templates (the digest renders with it too)."""
-    folder = config.templates_dir
+    folder = _templates_dir(config)
     if folder not in _SNAPSHOTS:
         _SNAPSHOTS[folder] = load_environment(folder)
     return _SNAPSHOTS[folder]
+
+
+_RESOLVED: dict[tuple[Path, str | None], Path] = {}
+
+
+def _templates_dir(config: Config) -> Path:
+    """`config.templates_dir`, remembered: resolving the path cost a syscall or more for each of
+    the three templates of every reply (bench/rush.py)."""
+    if config.source_path is None:  # relative to the cwd, which may change
+        return config.templates_dir
+    key = (config.source_path, config.mailbot.templates)
+    if key not in _RESOLVED:
+        _RESOLVED[key] = config.templates_dir
+    return _RESOLVED[key]
 
 
 @contextmanager
