@@ -126,9 +126,10 @@ class MailbotSettings(_Strict):
     # and sending pauses, with an alert, once this many went out in an hour.
     max_replies_per_address_per_day: int = Field(default=10, ge=1)
     max_replies_per_hour: int = Field(default=5000, ge=1)
-    # A backlog of more than one batch is answered by a second process while it is read
-    # (send/background.py); off: replies leave after the whole backlog, from one process.
-    send_while_polling: bool = True
+    # A backlog of more than one batch (a rush) gets two helper processes: one parses the
+    # next batch ahead, one sends replies while the backlog is still read. Off: one process,
+    # and replies leave after the whole backlog.
+    parallel_backlog: bool = True
     templates: str | None = None  # a folder relative to this file; None: the built-in ones
     default_language: Literal["de", "en"] = "de"
 

@@ -9,7 +9,6 @@ The mailbox is touched (\\Seen, MOVE) only after the outcome and the reply are c
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
 import sys
@@ -25,10 +24,9 @@ from sqlalchemy import Connection
 from mailbot.clock import Clock, utc_now
 from mailbot.config import Config
 from mailbot.decide.rules import EventState
-from mailbot.forward import unwrap_forward
 from mailbot.inbox.imap import FetchedMail, ImapInbox, InboxError
 from mailbot.models import ParsedMail
-from mailbot.parse import parse_mail
+from mailbot.reading import Pending, ReadAhead, Reading, ReadInline
 from mailbot.registrar import STATE_OF_ROUTE, MailPlace, Registrar
 from mailbot.send.background import sending_alongside
 from mailbot.send.smtp import SendReport, send_outbox
@@ -169,18 +167,14 @@ class Pipeline:
                 # A move that keeps failing (quota, permissions) must not stop new mail.
                 log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
-            alongside = self._sender_alongside(len(uids))
-            with sending_alongside(self.config) if alongside else nullcontext():
-                for start in range(0, len(uids), imap.batch_size):
-                    if self.stop_requested.is_set():
-                        break
-                    batch = uids[start : start + imap.batch_size]
-                    last_uid = self._handle_batch(inbox, batch, last_uid, report)
-                    self._hold_mailbox()  # renew: a long backlog must not let the lease lapse
-                    with self.store.transaction() as conn:
-                        self.store.save_progress(
-                            conn, imap.folder, inbox.uidvalidity, last_uid, self.clock()
-                        )
+            batches = [uids[i : i + imap.batch_size] for i in range(0, len(uids), imap.batch_size)]
+            helpers = self._helpers_for(len(batches))
+            reader = ReadAhead(self.config) if helpers else ReadInline(self.config)
+            try:
+                with sending_alongside(self.config) if helpers else nullcontext():
+                    last_uid = self._handle_batches(inbox, batches, reader, last_uid, report)
+            finally:
+                reader.close()
             if not uids:
                 with self.store.transaction() as conn:
                     self.store.save_progress(
@@ -188,23 +182,52 @@ class Pipeline:
                     )
         return report
 
-    def _sender_alongside(self, new_mails: int) -> bool:
-        """A backlog of more than one batch gets a sender process beside it (send/background.py).
+    def _helpers_for(self, batches: int) -> bool:
+        """A backlog of more than one batch (a rush) gets two helper processes: one reads the
+        next batch while this one settles (reading.ReadAhead), one sends the replies while the
+        backlog is still read (send/background.py). Python runs one thread at a time, so
+        only processes use the other cores.
 
-        Not with an injected clock or TLS context (tests, the demo): the other process has
+        Not with an injected clock or TLS context (tests, the demo): the helpers have
         neither, and would stamp real times next to a fixed one.
         """
         return (
-            new_mails > self.config.imap.batch_size
-            and self.config.mailbot.send_while_polling
+            batches > 1
+            and self.config.mailbot.parallel_backlog
             and self.clock is utc_now
             and self.smtp_ssl_context is None
         )
 
-    def _handle_batch(
-        self, inbox: ImapInbox, batch: Sequence[int], last_uid: int, report: CycleReport
+    def _handle_batches(
+        self,
+        inbox: ImapInbox,
+        batches: Sequence[Sequence[int]],
+        reader: ReadInline,
+        last_uid: int,
+        report: CycleReport,
     ) -> int:
-        settled: dict[int, bool] = dict.fromkeys(batch, False)
+        """Each batch is fetched and handed to the reader one step ahead of its settling, so
+        with a read-ahead process the next batch is parsed while this one is settled."""
+        ahead: StartedBatch | None = None
+        for batch in [*batches, None]:
+            started = None
+            if batch is not None and not self.stop_requested.is_set():
+                started = self._start_batch(inbox, batch, reader)
+            if ahead is not None:
+                last_uid = self._finish_batch(inbox, ahead, last_uid, report)
+                self._hold_mailbox()  # renew: a long backlog must not let the lease lapse
+                with self.store.transaction() as conn:
+                    self.store.save_progress(
+                        conn, self.config.imap.folder, inbox.uidvalidity, last_uid, self.clock()
+                    )
+            if self.stop_requested.is_set():
+                break  # the batch read ahead is dropped: nothing of it was committed or moved
+            ahead = started
+        return last_uid
+
+    def _start_batch(
+        self, inbox: ImapInbox, batch: Sequence[int], reader: ReadInline
+    ) -> StartedBatch:
         limit = self.config.imap.max_message_bytes
         sizes = inbox.sizes(batch)
         too_big = [uid for uid in batch if sizes.get(uid, 0) > limit]
@@ -215,15 +238,31 @@ class Pipeline:
         with self.store.transaction() as conn:
             known = self.store.messages_by_uids(conn, folder, inbox.uidvalidity, list(batch))
         handled: list[tuple[int, Handled]] = []
-        work: list[Prepared] = []
+        to_read: list[tuple[FetchedMail, bool]] = []
+        rows: list[Any] = []
         # First come, first served: within a batch, in the order the server received them.
         for mail, oversized in sorted(fetched, key=lambda f: (f[0].arrival, f[0].uid)):
             row = known.get(mail.uid)
             if row is not None and row.state != "failed":
                 handled.append((mail.uid, _settled_before(row)))
-            elif not self.stop_requested.is_set():
-                work.append(self._prepare(mail, oversized, row))
-        handled += self._settle_batch(work, inbox.uidvalidity)
+            else:
+                to_read.append((mail, oversized))
+                rows.append(row)
+        return StartedBatch(batch, handled, to_read, rows, reader.submit(to_read))
+
+    def _finish_batch(
+        self, inbox: ImapInbox, started: StartedBatch, last_uid: int, report: CycleReport
+    ) -> int:
+        """Settle what the reader made of the batch, move it, and advance the last UID."""
+        batch = started.uids
+        settled: dict[int, bool] = dict.fromkeys(batch, False)
+        work = [
+            Prepared(mail, reading, row, oversized)
+            for (mail, oversized), reading, row in zip(
+                started.to_read, started.readings(), started.rows, strict=True
+            )
+        ]
+        handled = [*started.handled, *self._settle_batch(work, inbox.uidvalidity)]
         moves = []
         for uid, outcome in handled:
             settled[uid] = outcome.state != "failed"
@@ -259,23 +298,6 @@ class Pipeline:
                 self.store.mark_moved(conn, [row_id for row_id, _ in items], self.clock())
 
     # --- one mail -----------------------------------------------------------------------
-
-    def _prepare(self, mail: FetchedMail, oversized: bool, row: Any) -> Prepared:
-        """Parse outside the write transaction (pure, and the slow part)."""
-        parsed = self._parse(mail.raw)
-        key = dedupe_key(parsed, mail.raw)
-        if oversized:
-            return Prepared(mail, parsed, f"{key}#size{mail.size}", mail.arrival, None, row, True)
-        arrival, forwarded_by = mail.arrival, None
-        if (parsed.headers.from_address or "") in self.config.own_addresses:
-            forwarded = unwrap_forward(mail.raw, self.config.tz)
-            if forwarded is not None:
-                # An organiser forwarded a participant's mail: it is the participant we answer,
-                # and the original date is the one that counts for the deadline.
-                forwarded_by = parsed.headers.from_address
-                parsed = self._parse(forwarded.raw)
-                arrival = forwarded.arrival or mail.arrival
-        return Prepared(mail, parsed, key, arrival, forwarded_by, row, False)
 
     def _settle_batch(self, work: list[Prepared], uidvalidity: int) -> list[tuple[int, Handled]]:
         """Settle a batch in one write transaction, each mail in a savepoint of its own.
@@ -387,9 +409,6 @@ class Pipeline:
             **values,
         )
 
-    def _parse(self, raw: bytes) -> ParsedMail:
-        return parse_for(self.config, raw)
-
     def _record_failure(
         self, conn: Connection, item: Prepared, row: Any, uidvalidity: int, exc: Exception
     ) -> Handled:
@@ -480,15 +499,39 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A fetched mail, parsed, with what the batch transaction needs to settle it."""
+    """A fetched mail, read, with what the batch transaction needs to settle it."""
 
     mail: FetchedMail
-    parsed: ParsedMail
-    key: str
-    arrival: datetime
-    forwarded_by: str | None
+    reading: Reading
     row: Any
     oversized: bool
+
+    @property
+    def parsed(self) -> ParsedMail:
+        return self.reading.parsed
+
+    @property
+    def key(self) -> str:
+        return self.reading.key
+
+    @property
+    def arrival(self) -> datetime:
+        return self.reading.arrival
+
+    @property
+    def forwarded_by(self) -> str | None:
+        return self.reading.forwarded_by
+
+
+@dataclass(frozen=True)
+class StartedBatch:
+    """A batch fetched and handed to the reader, not yet settled."""
+
+    uids: Sequence[int]
+    handled: list[tuple[int, Handled]]  # already settled in an earlier cycle
+    to_read: list[tuple[FetchedMail, bool]]  # (mail, oversized), in arrival order
+    rows: list[Any]  # their rows from a failed earlier attempt, or None
+    readings: Pending
 
 
 @dataclass(frozen=True)
@@ -512,28 +555,3 @@ def _settled_before(row: Any) -> Handled:
     return Handled(
         row.id, row.state, None, owes_move=not row.moved and row.state in ("done", "review")
     )
-
-
-def parse_for(config: Config, raw: bytes) -> ParsedMail:
-    """`parse_mail` with what the config knows: the events and our own addresses."""
-    return parse_mail(
-        raw,
-        default_event=config.current_event.number,
-        known_events=[e.number for e in config.events],
-        own_addresses=config.own_addresses,
-    )
-
-
-def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
-    """Recognises the same mail under a new UID (after a UIDVALIDITY change, or delivered twice).
-
-    The Message-ID alone is not enough: broken clients reuse them, and a different mail with a
-    reused ID must not be taken for a copy. Sender, date and subject go into the key too, and
-    the key is hashed, so it holds no personal data.
-    """
-    headers = parsed.headers
-    if headers.message_id:
-        date = headers.date.isoformat() if headers.date else ""
-        basis = "\x00".join((headers.message_id, headers.from_address or "", date, headers.subject))
-        return "mid:" + hashlib.sha256(basis.encode("utf-8", "replace")).hexdigest()
-    return "sha256:" + hashlib.sha256(raw).hexdigest()

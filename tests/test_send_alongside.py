@@ -60,7 +60,7 @@ def test_no_second_process_when_off_or_for_one_batch(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, setting: str
 ) -> None:
     if setting == "off":
-        config = rush_config(tmp_path, dovecot, smtp_sink, send_while_polling=False)
+        config = rush_config(tmp_path, dovecot, smtp_sink, parallel_backlog=False)
     else:
         config = server_config(tmp_path, dovecot, smtp_sink)
         config = config.model_copy(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mailbot.config import Config
-from mailbot.pipeline import dedupe_key, parse_for
+from mailbot.reading import dedupe_key, parse_for
 from mailbot.registrar import MailPlace, Registrar
 from mailbot.store.db import Store
 

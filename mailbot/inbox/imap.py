@@ -212,11 +212,14 @@ class ImapInbox:
 
 
 def _arrival(value: object) -> datetime:
-    """INTERNALDATE as an aware datetime; a server that sends none gets "now", with a warning."""
+    """INTERNALDATE as an aware datetime; a server that sends none gets "now", with a warning.
+
+    In UTC with the stdlib's tzinfo: imapclient's own FixedOffset cannot be pickled, and the
+    mail goes to the read-ahead process (reading.py) in a rush."""
     if not isinstance(value, datetime):
         log.warning("IMAP server sent no INTERNALDATE; using the current time as arrival")
         return datetime.now(UTC)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _delimiter(client: IMAPClient) -> str:
