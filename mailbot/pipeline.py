@@ -82,6 +82,7 @@ class Pipeline:
         # Set while another worker holds the mailbox, so that is logged once, not every poll.
         self.busy_with: str | None = None
         self.registrar = Registrar(config, store, clock)
+        self._seats: SeatsSeen | None = None  # the seats as the last committed batch left them
         self._send_lock = asyncio.Lock()
 
     def replace_config(self, config: Config) -> None:
@@ -302,15 +303,25 @@ class Pipeline:
     def _settle_batch(self, work: list[Prepared], uidvalidity: int) -> list[tuple[int, Handled]]:
         """Settle a batch in one write transaction, each mail in a savepoint of its own.
 
-        One transaction (and one read of the seat counts) per batch instead of per mail; a
-        mail that fails rolls back only its savepoint and is recorded as failed, so it never
-        blocks the others. Nothing leaves the inbox before this transaction has committed.
+        One transaction per batch instead of per mail; a mail that fails rolls back only its
+        savepoint and is recorded as failed, so it never blocks the others. Nothing leaves the
+        inbox before this transaction has committed.
+
+        The seats are read once per batch, and not even that when nothing but this pipeline
+        changed them since its last batch (`Store.seat_changes`): reading them all again per
+        batch made a rush of N mails cost O(N²).
         """
         if not work:
             return []
         results: list[tuple[int, Handled, Prepared]] = []
+        # Taken out while the batch runs: only a committed batch puts seats back.
+        cached, self._seats = self._seats, None
         with self.store.transaction() as conn:
-            states = self.store.event_states(conn, self.config)
+            changes = self.store.seat_changes(conn)
+            if cached is not None and cached.fits(changes, self.config):
+                states = cached.states
+            else:
+                states = self.store.event_states(conn, self.config)
             rows = self.store.messages_by_uids(
                 conn, self.config.imap.folder, uidvalidity, [w.mail.uid for w in work]
             )
@@ -329,6 +340,8 @@ class Pipeline:
                     with conn.begin_nested():
                         outcome = self._record_failure(conn, item, row, uidvalidity, exc)
                 results.append((item.mail.uid, outcome, item))
+            changes = self.store.seat_changes(conn)
+        self._seats = SeatsSeen(states, changes, self.config)
         for _uid, outcome, item in results:
             self._log(item, outcome)
         return [(uid, outcome) for uid, outcome, _item in results]
@@ -521,6 +534,19 @@ class Prepared:
     @property
     def forwarded_by(self) -> str | None:
         return self.reading.forwarded_by
+
+
+@dataclass(frozen=True)
+class SeatsSeen:
+    """The seats after this pipeline's last committed batch, and the change count then."""
+
+    states: dict[str, EventState]
+    changes: int | None
+    config: Config
+
+    def fits(self, changes: int | None, config: Config) -> bool:
+        """Still true: nobody else changed a seat since, and the config is the same one."""
+        return changes is not None and changes == self.changes and config is self.config
 
 
 @dataclass(frozen=True)

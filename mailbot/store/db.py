@@ -39,6 +39,7 @@ from mailbot.decide.rules import Decision, EventState, Seat, Status
 from mailbot.models import ParsedMail, Participant
 from mailbot.store.schema import (
     SCHEMA_VERSION,
+    change_counters,
     health,
     leases,
     mailbox_state,
@@ -64,6 +65,7 @@ UNCOUNTED_PURPOSES = ("digest", "forward")
 # about 0.2 ms (construct, then derive its cache key), executing a prebuilt one with bound
 # values about a quarter of that, and a mail runs a dozen (bench/rush.py). An UPDATE without
 # .values() takes its SET columns from the parameters it is executed with.
+_SEAT_CHANGES = select(change_counters.c.value).where(change_counters.c.name == "seats")
 _MESSAGE_BY_KEY = select(messages).where(messages.c.dedupe_key == bindparam("b_key"))
 _INSERT_MESSAGE = insert(messages)
 _UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
@@ -158,6 +160,8 @@ class Store:
         with self.transaction() as conn:
             for name in RETIRED_INDEXES:
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+            if self.engine.dialect.name == "sqlite":
+                self._count_seat_changes(conn)
             versions = [row.version for row in conn.execute(select(schema_info))]
             if not versions:
                 conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
@@ -166,6 +170,28 @@ class Store:
                     f"database schema version {max(versions)} is not the {SCHEMA_VERSION} this "
                     "mailbot knows; use the matching mailbot version or migrate the database"
                 )
+
+    @staticmethod
+    def _count_seat_changes(conn: Connection) -> None:
+        conn.execute(
+            text("INSERT OR IGNORE INTO change_counters (name, value) VALUES ('seats', 0)")
+        )
+        for table in ("registrations", "participants"):
+            for action in ("INSERT", "UPDATE", "DELETE"):
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_{action.lower()}_counts "
+                        f"AFTER {action} ON {table} BEGIN UPDATE change_counters "
+                        "SET value = value + 1 WHERE name = 'seats'; END"
+                    )
+                )
+
+    def seat_changes(self, conn: Connection) -> int | None:
+        """A number that changes whenever seats or participants do (None: not counted here,
+        on databases other than SQLite; read the seats afresh)."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        return conn.execute(_SEAT_CHANGES).scalar_one_or_none()
 
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[Connection]:

@@ -208,6 +208,17 @@ health = Table(
     Column("at", UtcDateTime, nullable=False),
 )
 
+# How often the seats changed: bumped by SQLite triggers (store/db.py) on every write to
+# registrations and participants, by whatever code or tool makes it. A poll that finds the
+# number unchanged since its own last batch reuses its in-memory seats instead of reading all
+# of them again (O(N) per batch, O(N²) for a rush; 0.45 s per batch at 20,000 seats).
+change_counters = Table(
+    "change_counters",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
 schema_info = Table(
     "schema_info",
     metadata,

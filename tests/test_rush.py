@@ -1,0 +1,138 @@
+"""A rush: a backlog of several batches, on real Dovecot and a real SMTP sink.
+
+It is answered while it is still being read, by a second sending process (with the real
+clock: the sender process has no other). The proof of overlap is in the database: the first
+reply was marked sent before the last mail was recorded. The rules of the outbox still hold
+with two senders: every reply reaches the sink exactly once and is marked sent once. And the
+seats the pipeline keeps from one batch to the next never hide a change made elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from helpers import JAN, db_rows, register, run_cycle, server_config
+from servers import Dovecot, SmtpSink
+
+from mailbot.config import Config
+from mailbot.store.schema import messages, outbox
+
+MAILS = 200  # enough that the backlog outlasts the start of the second process (~1 s)
+
+
+def rush_config(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, **mailbot: object) -> Config:
+    config = server_config(tmp_path, dovecot, smtp_sink, **mailbot)
+    return config.model_copy(update={"imap": config.imap.model_copy(update={"batch_size": 5})})
+
+
+def fill(dovecot: Dovecot, count: int = MAILS) -> None:
+    for i in range(count):
+        register(dovecot, f"Person {i}", f"person{i}@example.org", JAN + timedelta(minutes=i))
+
+
+def assert_each_reply_once(config: Config, smtp_sink: SmtpSink, count: int = MAILS) -> None:
+    queued = db_rows(config, outbox)
+    assert len(queued) == count
+    assert all(r.sent_at is not None and r.attempts == 1 for r in queued)
+    delivered = [r.data for r in smtp_sink.received]
+    assert len(delivered) == count
+    ids = {line for d in delivered for line in d.split(b"\r\n") if line.startswith(b"Message-ID:")}
+    assert len(ids) == count  # no reply twice
+
+
+def test_a_backlog_is_answered_while_it_is_read(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    config = rush_config(tmp_path, dovecot, smtp_sink)
+    fill(dovecot)
+    report = run_cycle(config)
+    assert len(report.mails) == MAILS
+    assert_each_reply_once(config, smtp_sink)
+    first_sent = min(r.sent_at for r in db_rows(config, outbox))
+    last_recorded = max(m.created_at for m in db_rows(config, messages))
+    assert first_sent < last_recorded, "replies left only after the whole backlog"
+    assert report.send.sent < MAILS  # the poll's own send found most of them gone already
+
+
+@pytest.mark.parametrize("setting", ["off", "one batch"])
+def test_no_second_process_when_off_or_for_one_batch(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, setting: str
+) -> None:
+    if setting == "off":
+        config = rush_config(tmp_path, dovecot, smtp_sink, parallel_backlog=False)
+    else:
+        config = server_config(tmp_path, dovecot, smtp_sink)
+        config = config.model_copy(
+            update={"imap": config.imap.model_copy(update={"batch_size": MAILS})}
+        )
+    fill(dovecot)
+    report = run_cycle(config)
+    assert report.send.sent == MAILS  # all of them by the poll's own send, after the backlog
+    assert_each_reply_once(config, smtp_sink)
+    first_sent = min(r.sent_at for r in db_rows(config, outbox))
+    last_recorded = max(m.created_at for m in db_rows(config, messages))
+    assert first_sent > last_recorded
+
+
+def test_seats_kept_between_batches_see_a_change_made_elsewhere(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """The pipeline keeps the seats of its last batch; a change by anyone else (here: an
+    admin's cancellation between two cycles) bumps the change count and is read."""
+    import asyncio
+
+    from helpers import statuses
+
+    from mailbot.decide.rules import Status
+    from mailbot.pipeline import Pipeline
+    from mailbot.store.db import Store
+
+    config = server_config(tmp_path, dovecot, smtp_sink, capacity=1)
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store)
+    try:
+        register(dovecot, "Anna Arndt", "anna@example.org", JAN)
+        asyncio.run(pipeline.cycle())
+        assert pipeline._seats is not None  # kept for the next batch
+        with store.transaction() as conn:
+            before = store.seat_changes(conn)
+            store.set_status(conn, "anna@example.org", "werkstatt-2", Status.CANCELLED, JAN)
+            assert store.seat_changes(conn) == (before or 0) + 1
+        register(dovecot, "Bernd Brandt", "bernd@example.org", JAN + timedelta(hours=1))
+        asyncio.run(pipeline.cycle())
+    finally:
+        store.close()
+    assert statuses(config) == {"anna@example.org": "cancelled", "bernd@example.org": "confirmed"}
+
+
+def test_every_write_to_seats_or_people_counts_as_a_change(tmp_path: Path) -> None:
+    from sqlalchemy import delete, insert, update
+
+    from mailbot.store.db import Store
+    from mailbot.store.schema import participants, registrations
+
+    store = Store(f"sqlite:///{tmp_path / 'count.sqlite3'}")
+    statements = [
+        insert(participants).values(id=1, email="a@example.org", language="de", created_at=JAN),
+        update(participants).values(name="A"),
+        insert(registrations).values(
+            participant_id=1,
+            event_id="werkstatt-2",
+            status="confirmed",
+            arrival=JAN,
+            created_at=JAN,
+            updated_at=JAN,
+        ),
+        update(registrations).values(status="cancelled"),
+        delete(registrations),
+        delete(participants),
+    ]
+    with store.transaction() as conn:
+        seen = [store.seat_changes(conn)]
+        for statement in statements:
+            conn.execute(statement)
+            seen.append(store.seat_changes(conn))
+    store.close()
+    assert seen == list(range(len(statements) + 1))
