@@ -125,7 +125,7 @@ def cmd_poll(args: argparse.Namespace, config: Config) -> int:
         pipeline.release()
         store.close()
     print(
-        f"{len(report.mails)} mails handled, {report.promoted} promoted, "
+        f"{report.handled} mails handled, {report.promoted} promoted, "
         f"{report.send.sent} replies sent, {report.send.retried} to retry, "
         f"{report.send.failed} failed"
     )

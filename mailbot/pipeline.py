@@ -53,11 +53,22 @@ class MailResult:
     outcome: str
 
 
+MAILS_KEPT = 1000
+
+
 @dataclass
 class CycleReport:
+    # The first MAILS_KEPT results, for the log, the demo table and tests; `handled` counts
+    # them all. A rush of 20,000 mails must not hold 20,000 results in memory.
     mails: list[MailResult] = field(default_factory=list)
+    handled: int = 0
     promoted: int = 0
     send: SendReport = field(default_factory=SendReport)
+
+    def add(self, result: MailResult) -> None:
+        self.handled += 1
+        if len(self.mails) < MAILS_KEPT:
+            self.mails.append(result)
 
 
 class Pipeline:
@@ -270,7 +281,7 @@ class Pipeline:
             if outcome.move:
                 moves.append((outcome.row_id, uid, outcome.state))
             if outcome.result is not None:
-                report.mails.append(outcome.result)
+                report.add(outcome.result)
         self._move(inbox, moves)
         # Advance only over a gap-free run of settled UIDs: a mail that failed (or that the
         # server did not return) is fetched again next cycle.

@@ -67,10 +67,10 @@ async def run_cycle_logged(pipeline: Pipeline) -> CycleReport | None:
     if pipeline.busy_with:
         log.info("the other mailbot has stopped; this one works on the mailbox now")
         pipeline.busy_with = None
-    if report.mails or report.send.sent or report.send.failed or report.promoted:
+    if report.handled or report.send.sent or report.send.failed or report.promoted:
         log.info(
             "cycle: %d mails, %d promoted, %d replies sent, %d to retry, %d failed",
-            len(report.mails),
+            report.handled,
             report.promoted,
             report.send.sent,
             report.send.retried,
