@@ -98,12 +98,12 @@ def run_child(argv: list[str], log_path: Path) -> tuple[int, int, float, int]:
     """
     with log_path.open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
-        peak_tree = [0]
+        peaks = [0, 0, 0]  # the poll process, its largest helper, all together
         done = threading.Event()
 
         def sample() -> None:
             while not done.wait(0.02):
-                peak_tree[0] = max(peak_tree[0], tree_rss_kib(proc.pid))
+                peaks[:] = map(max, peaks, tree_rss_kib(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -111,22 +111,32 @@ def run_child(argv: list[str], log_path: Path) -> tuple[int, int, float, int]:
         done.set()
         sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime, peak_tree[0]
+    log_line = f"sampled peak RSS: poll {peaks[0]} KiB, largest helper {peaks[1]} KiB\n"
+    with log_path.open("a") as log_text:
+        log_text.write(log_line)
+    return proc.returncode, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime, peaks[2]
 
 
-def tree_rss_kib(pid: int) -> int:
-    """VmRSS of a process and all its descendants, from /proc (0 for what has just ended)."""
-    total, stack = 0, [pid]
+def tree_rss_kib(pid: int) -> tuple[int, int, int]:
+    """VmRSS of a process and its descendants, from /proc (0 for what has just ended):
+    (the process itself, its largest descendant, all of them together)."""
+    own = largest_helper = total = 0
+    stack = [pid]
     while stack:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
+            rss = int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total
+        total += rss
+        if current == pid:
+            own = rss
+        else:
+            largest_helper = max(largest_helper, rss)
+    return own, largest_helper, total
 
 
 def db_counts(database: Path) -> tuple[int, int, int, dict[str, int]]:
