@@ -211,3 +211,18 @@ def test_boundaries_never_occur_in_the_bodies(config: Config) -> None:
         mark = part.get_boundary()
         if mark:
             assert raw.count(f"--{mark}".encode()) == len(part.get_payload()) + 1
+
+
+@pytest.mark.parametrize(
+    ("in_reply_to", "references"),
+    [("<réf@x.example>", ()), ("<a@b.example>", ("<ä@x.example>",)), ("<ok@x.example>", ("ü",))],
+)
+def test_non_ascii_message_ids_are_dropped_not_fatal(
+    config: Config, in_reply_to: str, references: tuple[str, ...]
+) -> None:
+    """A sender controls their Message-ID; a reply must still go out (7-bit, no crash)."""
+    base = sample_request("confirmed", "de", config)
+    request = replace(base, in_reply_to=in_reply_to, references=references)
+    raw = compose_reply(request, config, NOW).raw
+    assert_clean_wire(raw)
+    assert_same(request, config)
