@@ -8,10 +8,10 @@ bench/rush.py: no gain); a process sends on the second core. The outbox claims
 write lock to mark a reply sent (`SentMarks(wait=False)`).
 
 It is started only for a backlog of more than one batch: a single new mail is answered by
-the poll's own send right after it, as before. It stops when the poll is done (after sending
-what is due) or when its parent dies (the pipe closes), so it never outlives the worker.
-SIGINT and SIGTERM are the parent's business: it stops the sender once the mail in hand is
-settled.
+the poll's own send right after it, as before. It stops after the reply in hand when the poll
+is done or when its parent dies (the pipe closes); what it had claimed but not sent is free
+again at once (the claim names a process that no longer exists) and the poll's own send
+takes it. SIGINT and SIGTERM are the parent's business: the parent tells it to stop.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from mailbot.clock import utc_now
 from mailbot.config import Config
 from mailbot.send.smtp import send_outbox
-from mailbot.store.db import Store
+from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ def sending_alongside(config: Config) -> Iterator[None]:
     finally:
         with suppress(OSError):  # gone already: join() says how it ended
             parent_end.send("stop")
-        process.join(timeout=config.smtp.timeout_seconds * 3 + 30)
+        # One SMTP transaction and one mark at most, each bounded by its own timeout.
+        process.join(timeout=config.smtp.timeout_seconds * 2 + BUSY_TIMEOUT_MS / 1000 + 10)
         if process.is_alive():
-            log.warning("the sender process did not stop in time; terminating it")
-            process.terminate()
+            log.warning("the sender process did not stop in time; killing it")
+            process.kill()  # SIGTERM is ignored there, on purpose
             process.join(5)
         elif process.exitcode:
             log.warning("the sender process ended with exit code %s", process.exitcode)
@@ -75,8 +76,10 @@ def _main(config: Config, level: int, pipe: Connection) -> None:
 
 
 async def _send_until_told(store: Store, config: Config, pipe: Connection) -> None:
-    while True:
-        told = pipe.poll()  # "stop", or the end of the pipe when the parent died
+    def keep_going() -> bool:
+        return not pipe.poll()  # "stop", or the end of the pipe when the parent died
+
+    while keep_going():
         report = await send_outbox(
             store,
             config.smtp,
@@ -84,8 +87,7 @@ async def _send_until_told(store: Store, config: Config, pipe: Connection) -> No
             utc_now,
             hourly_cap=config.mailbot.max_replies_per_hour,
             wait_for_lock=False,
+            keep_going=keep_going,
         )
-        if told:
-            return
         if not report.sent:
             await asyncio.sleep(IDLE_SECONDS)

@@ -94,8 +94,13 @@ async def send_outbox(
     hourly_cap: int = 5000,
     *,
     wait_for_lock: bool = True,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> SendReport:
-    """Send every due reply over one SMTP connection (opened only when there is work)."""
+    """Send every due reply over one SMTP connection (opened only when there is work).
+
+    `keep_going` is asked before each reply: once it says no, the rest of the claim is left
+    (its claim ends with this process, see `Store.claim_due`) and nothing more is claimed.
+    """
     report = SendReport()
     marks = SentMarks(store, wait=wait_for_lock)
     due = _claim(store, now, hourly_cap)
@@ -120,11 +125,14 @@ async def send_outbox(
         # A rush queues more than one claim holds: keep going until nothing is due.
         while due:
             for item in due:
+                if not keep_going():
+                    break
                 await _send_one(client, store, item, envelope_from, now, report, marks, settings)
             # Marks first: a claim may hand back our own claimed entries, and one sent but not
             # yet marked would go out twice. (A claim waits for the write lock anyway.)
             marks.flush()
-            due = _claim(store, now, hourly_cap) if report.retried == report.failed == 0 else []
+            more = keep_going() and report.retried == report.failed == 0
+            due = _claim(store, now, hourly_cap) if more else []
     finally:
         marks.flush()
         try:
