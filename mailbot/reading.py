@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -149,10 +152,19 @@ _HELPER_CONFIG: Config | None = None
 
 def _start_helper(config: Config) -> None:
     global _HELPER_CONFIG
-    # Ctrl-C and SIGTERM are for the worker, which stops after the mail in hand.
+    # Ctrl-C in a terminal reaches the whole process group; it is for the worker, which
+    # stops after its batch. (SIGTERM may end the helper: the poll then reads by itself.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _HELPER_CONFIG = config
+
+
+def _exit_with(parent: int) -> None:
+    """A pool worker whose parent was killed would wait on its queue forever: leave too."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
 
 
 def _read_in_helper(mails: list[tuple[FetchedMail, bool]]) -> list[Reading]:

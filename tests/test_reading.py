@@ -55,3 +55,35 @@ def test_a_dead_helper_is_replaced_by_reading_here(
         assert reader.submit(mails[:2])() == read_inline(config, mails[:2])
     finally:
         reader.close()
+
+
+def test_the_helper_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the worker (OOM killer, systemd) must not leave the helper behind."""
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from mailbot.reading import ReadAhead
+if __name__ == "__main__":
+    reader = ReadAhead(make_config(Path({str(tmp_path)!r})))
+    reader.submit([])()
+    print(*reader.pool._processes, flush=True)
+    time.sleep(60)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    helper = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{helper}").exists():
+        if Path(f"/proc/{helper}/stat").read_text().split()[2] == "Z":
+            break  # ended; a zombie until init reaps it
+        time.sleep(0.2)
+    else:
+        assert not Path(f"/proc/{helper}").exists(), "the helper outlived its parent"
