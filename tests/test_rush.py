@@ -136,3 +136,39 @@ def test_every_write_to_seats_or_people_counts_as_a_change(tmp_path: Path) -> No
             seen.append(store.seat_changes(conn))
     store.close()
     assert seen == list(range(len(statements) + 1))
+
+
+def test_kept_seats_order_ties_as_a_fresh_read_does(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """Same arrival second (INTERNALDATE has no more): the row id breaks the tie, also for
+    someone who registers again after cancelling and so keeps an old row."""
+    import asyncio
+
+    from helpers import mail
+
+    from mailbot.pipeline import Pipeline
+    from mailbot.store.db import Store
+
+    config = server_config(tmp_path, dovecot, smtp_sink, capacity=1)
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store)
+    later = JAN + timedelta(hours=2)
+    try:
+        register(dovecot, "Anna Arndt", "anna@example.org", JAN)
+        register(dovecot, "Bernd Brandt", "bernd@example.org", JAN + timedelta(minutes=1))
+        cancel = mail(
+            "Ich melde mich ab.", sender="Bernd Brandt <bernd@example.org>", subject="Abmeldung"
+        )
+        dovecot.append(cancel, JAN + timedelta(minutes=2))
+        asyncio.run(pipeline.cycle())
+        register(dovecot, "Clara Claussen", "clara@example.org", later)
+        register(dovecot, "Bernd Brandt", "bernd@example.org", later)
+        asyncio.run(pipeline.cycle())
+        assert pipeline._seats is not None
+        kept = pipeline._seats.states["werkstatt-2"].waitlist()
+        with store.transaction() as conn:
+            fresh = store.event_states(conn, config)["werkstatt-2"].waitlist()
+    finally:
+        store.close()
+    assert kept == fresh == ["bernd@example.org", "clara@example.org"]

@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -369,9 +369,13 @@ class Store:
                 "notes": parsed.notes,
             }
             details = {k: v for k, v in details.items() if v is not None}
-            self._write_registration(
+            row_id = self._write_registration(
                 conn, person_id, outcome.event_id, seat, message_row, now, details
             )
+            if seat.seq != row_id:
+                # The row id is the tie-break a fresh read of the seats uses (event_states),
+                # so the seats kept for the next batch must order people the same way.
+                states[outcome.event_id].put(replace(seat, seq=row_id))
         for promotion in decision.promotions:
             self.set_status(conn, promotion.email, promotion.event_id, Status.CONFIRMED, now)
 
@@ -384,7 +388,8 @@ class Store:
         message_row: int | None,
         now: datetime,
         details: dict[str, Any],
-    ) -> None:
+    ) -> int:
+        """Insert or update the person's row for the event; returns its id."""
         existing = conn.execute(
             _REGISTRATION_ID, {"b_person": person_id, "b_event": event_id}
         ).first()
@@ -395,7 +400,7 @@ class Store:
             **details,
         }
         if existing is None:
-            conn.execute(
+            result = conn.execute(
                 _INSERT_REGISTRATION,
                 {
                     "participant_id": person_id,
@@ -405,10 +410,11 @@ class Store:
                     **values,
                 },
             )
-        else:
-            if message_row is not None:
-                values["message_row"] = message_row
-            conn.execute(_UPDATE_REGISTRATION, {"b_id": existing.id, **values})
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        if message_row is not None:
+            values["message_row"] = message_row
+        conn.execute(_UPDATE_REGISTRATION, {"b_id": existing.id, **values})
+        return int(existing.id)
 
     def set_status(
         self, conn: Connection, email: str, event_id: str, status: Status, now: datetime
