@@ -227,3 +227,35 @@ def test_loop_brake_counts_per_address_from_its_own_log(tmp_path: Path) -> None:
         hashes = [r.address_hash for r in conn.execute(reply_log.select())]
     assert hashes and not any("anna" in h for h in hashes)  # hashed, never the address
     store.close()
+
+
+def test_an_upgraded_database_fills_the_loop_brake_log(tmp_path: Path) -> None:
+    """A database from before reply_log: its recent replies are counted at the first start."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import delete
+
+    from mailbot.store.db import Store
+    from mailbot.store.schema import reply_log
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    now = datetime.now(UTC)
+    store = Store(url)
+    with store.transaction() as conn:
+        for key, purpose in (("a", "reply:confirmed"), ("b", "digest")):
+            store.enqueue(
+                conn,
+                key=key,
+                message_row=None,
+                purpose=purpose,
+                recipients=["anna@example.org"],
+                message_id=f"<{key}@example.org>",
+                raw=b"x",
+                now=now,
+            )
+        conn.execute(delete(reply_log))  # as it was before the upgrade
+    store.close()
+    store = Store(url)
+    with store.transaction() as conn:
+        assert store.replies_to(conn, "anna@example.org", now - timedelta(days=1)) == 1
+    store.close()

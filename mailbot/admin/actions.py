@@ -154,8 +154,6 @@ def move_up(
 
 def resend(store: Store, reference: str, now: datetime) -> str:
     """Send a reply again: a failed one is retried, a sent one is queued once more."""
-    from sqlalchemy import insert
-
     from mailbot.admin.queries import outbox_entry
 
     with store.transaction() as conn:
@@ -169,18 +167,15 @@ def resend(store: Store, reference: str, now: datetime) -> str:
                 .values(failed_at=None, attempts=0, next_attempt_at=now, last_error=None)
             )
             return f"reply {entry.id} ({entry.message_id}) will be retried now"
-        conn.execute(
-            insert(outbox).values(
-                key=f"resend:{entry.id}:{now.isoformat()}",
-                message_row=entry.message_row,
-                purpose=entry.purpose,
-                recipients=entry.recipients,
-                message_id=entry.message_id,
-                raw=entry.raw,
-                created_at=now,
-                attempts=0,
-                next_attempt_at=now,
-            )
+        store.enqueue(  # the loop brake counts it like any reply
+            conn,
+            key=f"resend:{entry.id}:{now.isoformat()}",
+            message_row=entry.message_row,
+            purpose=entry.purpose,
+            recipients=json.loads(entry.recipients),
+            message_id=entry.message_id,
+            raw=entry.raw,
+            now=now,
         )
         return f"reply {entry.id} ({entry.message_id}) queued again to {', '.join(json.loads(entry.recipients))}"
 

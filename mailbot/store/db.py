@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -162,6 +162,7 @@ class Store:
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
             if self.engine.dialect.name == "sqlite":
                 self._count_seat_changes(conn)
+            self._fill_reply_log(conn)
             versions = [row.version for row in conn.execute(select(schema_info))]
             if not versions:
                 conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
@@ -170,6 +171,26 @@ class Store:
                     f"database schema version {max(versions)} is not the {SCHEMA_VERSION} this "
                     "mailbot knows; use the matching mailbot version or migrate the database"
                 )
+
+    @staticmethod
+    def _fill_reply_log(conn: Connection) -> None:
+        """A database from before reply_log: count the last two days' replies into it, so the
+        loop brake is not blind for a day after the upgrade."""
+        if conn.execute(select(reply_log.c.id).limit(1)).first() is not None:
+            return
+        since = datetime.now(UTC) - timedelta(days=2)
+        recent = conn.execute(
+            select(outbox.c.recipients, outbox.c.created_at).where(
+                outbox.c.created_at >= since, outbox.c.purpose.not_in(UNCOUNTED_PURPOSES)
+            )
+        ).all()
+        rows = [
+            {"address_hash": reply_log_hash(a), "created_at": r.created_at}
+            for r in recent
+            for a in json.loads(r.recipients)
+        ]
+        if rows:
+            conn.execute(_INSERT_REPLY_LOG, rows)
 
     @staticmethod
     def _count_seat_changes(conn: Connection) -> None:
