@@ -88,7 +88,8 @@ class Pipeline:
         self.clock = clock
         self.imap_ssl_context = imap_ssl_context
         self.smtp_ssl_context = smtp_ssl_context
-        # Set by the worker on SIGTERM: finish the mail in hand, then stop.
+        # Set by the worker on SIGTERM: finish the batch in hand (up to batch_size mails, one
+        # transaction), then stop; a batch read ahead is dropped, nothing of it committed.
         self.stop_requested = threading.Event()
         # Set while another worker holds the mailbox, so that is logged once, not every poll.
         self.busy_with: str | None = None
