@@ -65,9 +65,9 @@ def sending_alongside(config: Config) -> Iterator[None]:
 def _main(config: Config, level: int, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
-    )
+    from mailbot.cli import setup_logging  # the worker's own log format and levels
+
+    setup_logging(verbose=level <= logging.DEBUG)
     store = Store(config.database_url)
     try:
         asyncio.run(_send_until_told(store, config, pipe))
