@@ -171,3 +171,21 @@ def write_config_file(
         text = text.replace(old, new)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def server_config_file(
+    tmp_path: Path,
+    dovecot: Any,
+    smtp_sink: Any,
+    database: str = "mailbot.sqlite3",
+    **replacements: str,
+) -> Path:
+    """tmp_path/config.toml pointed at this test's Dovecot and SMTP sink (for CLI subprocesses)."""
+    return write_config_file(
+        tmp_path / "config.toml",
+        imap_port=dovecot.port,
+        smtp_port=smtp_sink.port,
+        password=dovecot.password,
+        database=tmp_path / database,
+        **replacements,
+    )

@@ -13,8 +13,8 @@ from helpers import (
     mail,
     register,
     run_cycle,
+    server_config_file,
     statuses,
-    write_config_file,
 )
 from servers import Dovecot, SmtpSink
 
@@ -33,12 +33,10 @@ from mailbot.store.schema import (
 
 @pytest.fixture
 def config_file(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> Path:
-    return write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "mailbot.sqlite3",
+    return server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
         **{
             "capacity = 30                          # assumed": "capacity = 2 #",
             # Commands act at the real "now": move the 2nd workshop into the future.

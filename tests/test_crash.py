@@ -35,7 +35,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from helpers import ORGANISER, write_config_file
+from helpers import ORGANISER, server_config_file
 from servers import Dovecot, SmtpSink
 
 pytestmark = pytest.mark.servers
@@ -401,12 +401,11 @@ def test_sigkill_at_random_moments_loses_nothing(
     began = time.monotonic()
 
     db = tmp_path / "crash.sqlite3"
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=db,
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
+        database="crash.sqlite3",
         **{
             "poll_seconds = 60": "poll_seconds = 5",
             "batch_size = 50": "batch_size = 20",

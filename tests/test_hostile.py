@@ -34,6 +34,7 @@ from helpers import (
     mail,
     make_config,
     server_config,
+    server_config_file,
     write_config_file,
 )
 from servers import Dovecot, Received, SmtpSink
@@ -234,12 +235,10 @@ def test_script_in_fields_is_escaped_in_the_html_digest_and_replies(
 
     from mailbot.cli import main
 
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "mailbot.sqlite3",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
     )
     html_file = tmp_path / "digest.html"
     assert (
@@ -278,12 +277,10 @@ def test_formula_in_a_field_is_not_live_in_the_exports(
 
     from mailbot.cli import main
 
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "mailbot.sqlite3",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
     )
     csv_file, xlsx_file = tmp_path / "list.csv", tmp_path / "list.xlsx"
     for fmt, path in (("csv", csv_file), ("xlsx", xlsx_file)):
@@ -373,12 +370,10 @@ def test_memory_stays_bounded_with_a_big_attachment(
         )
     )
     dovecot.append(raw, JAN)
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "mailbot.sqlite3",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
     )
     peak, result = poll_once_peak_mb(config_file)
     print(

@@ -27,7 +27,7 @@ from helpers import (
     register,
     run_cycle,
     server_config,
-    write_config_file,
+    server_config_file,
 )
 from servers import Dovecot, SmtpSink
 
@@ -133,12 +133,11 @@ def test_senders_that_are_never_answered(tmp_path: Path, sender: str) -> None:
 
 def test_two_workers_at_once(tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink) -> None:
     """Someone starts a second worker by mistake: no double seat, no double reply."""
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "two.db",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
+        database="two.db",
         **{
             "poll_seconds = 60": "poll_seconds = 5",
             "capacity = 30                          # assumed": "capacity = 10 #",

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import mail, server_config, write_config_file
+from helpers import mail, server_config, server_config_file
 from servers import Dovecot, SmtpSink
 
 from mailbot.inbox.imap import ImapInbox, InboxError
@@ -83,12 +83,11 @@ def test_smtp_down_keeps_reply_for_later(tmp_path: Path, dovecot: Dovecot) -> No
 def test_run_worker_answers_and_stops_on_sigterm(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "run.db",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
+        database="run.db",
         **{"poll_seconds = 60": "poll_seconds = 5"},
     )
     dovecot.append(mail(FORM, sender="Anna Arndt <anna.arndt@example.org>"), JAN)
@@ -129,12 +128,11 @@ def test_folders_follow_the_servers_separator(tmp_path: Path, smtp_sink: SmtpSin
 def test_idle_answers_without_waiting_for_the_poll(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config_file = write_config_file(
-        tmp_path / "config.toml",
-        imap_port=dovecot.port,
-        smtp_port=smtp_sink.port,
-        password=dovecot.password,
-        database=tmp_path / "idle.db",
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
+        database="idle.db",
         **{
             "poll_seconds = 60": "poll_seconds = 600",  # polling alone: ten minutes
             'time = "07:30"': 'time = "23:59"',
