@@ -12,7 +12,8 @@ there are confirmations, waiting-list answers and promotions), then measures, pe
   report says how many). Time is wall time over all invocations. Memory: the peak RSS of the
   largest single process (os.wait4), and the peak of the summed RSS of the poll and its two
   helper processes (read-ahead and sender, used for a backlog of more than one batch),
-  sampled from /proc every 20 ms. CPU counts the helpers too.
+  sampled from /proc every 100 ms. CPU counts the helpers too, and the report splits it by
+  process, with the CPU Dovecot and the sink (this script) used meanwhile.
 * **the limit**: the same N mails (the inbox is refilled) fetched with imapclient as mailbot
   fetches them (UID SEARCH, then BODY.PEEK[] + INTERNALDATE + RFC822.SIZE in batches of
   `batch_size`), then the very replies mailbot produced (same count, same bytes, read from its
@@ -59,6 +60,7 @@ from rushmail import REPO, Dovecot, SmtpSink, append_all, rush_mails, write_conf
 from mailbot.inbox.imap import FETCH_ITEMS
 
 PYTHON = sys.executable
+SAMPLE_SECONDS = 0.1
 MAX_POLLS = 200
 
 
@@ -73,6 +75,7 @@ class MailbotRun:
     reply_bytes: int = 0
     cpu_seconds: float = 0.0
     peak_tree_kib: int = 0  # poll process plus its helper processes, summed
+    cpu: dict[str, float] = field(default_factory=dict)  # by part, see ServerCpu and run_child
 
 
 @dataclass
@@ -81,29 +84,43 @@ class LimitRun:
     send_seconds: float
     move_seconds: float
     fetched_bytes: int
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
         return self.fetch_seconds + self.send_seconds
 
 
-def run_child(argv: list[str], log_path: Path) -> tuple[int, int, float, int]:
-    """Run one child to its end: exit code, its own peak RSS in KiB, its CPU seconds (its
-    helper processes included), and the peak of the summed RSS of it and its helpers.
+@dataclass
+class ChildRun:
+    code: int
+    peak_rss_kib: int  # the largest single process (os.wait4)
+    cpu_seconds: float  # the child and its helpers
+    peak_tree_kib: int  # the child and its helpers together, sampled
+    cpu_by_name: dict[str, float]  # sampled: "python" (the child), "mailbot-read", "mailbot-send"
+
+
+def run_child(argv: list[str], log_path: Path) -> ChildRun:
+    """Run one child to its end, with its memory and CPU and that of its helper processes.
 
     os.wait4 gives the rusage of exactly this child and the children it waited for
     (RUSAGE_CHILDREN would be the maximum over every child this script ever waited for); its
     ru_maxrss is the largest single process, so the sum over the process tree (the poll and
-    its read-ahead and sender helpers) is sampled from /proc every 20 ms alongside.
+    its read-ahead and sender helpers) is sampled from /proc every 100 ms alongside (each sample costs about 1 ms of CPU, which
+    the machine then lacks for mailbot, so not more often), and so is
+    each process's CPU time (by process name: the helpers name themselves).
     """
     with log_path.open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO)
         peaks = [0, 0, 0]  # the poll process, its largest helper, all together
+        cpu: dict[int, tuple[str, float]] = {}
         done = threading.Event()
 
         def sample() -> None:
-            while not done.wait(0.02):
-                peaks[:] = map(max, peaks, tree_rss_kib(proc.pid))
+            while not done.wait(SAMPLE_SECONDS):
+                rss, seen = sample_tree(proc.pid)
+                peaks[:] = map(max, peaks, rss)
+                cpu.update(seen)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -114,21 +131,56 @@ def run_child(argv: list[str], log_path: Path) -> tuple[int, int, float, int]:
     log_line = f"sampled peak RSS: poll {peaks[0]} KiB, largest helper {peaks[1]} KiB\n"
     with log_path.open("a") as log_text:
         log_text.write(log_line)
-    return proc.returncode, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime, peaks[2]
+    by_name: dict[str, float] = {}
+    for name, seconds in cpu.values():
+        by_name[name] = by_name.get(name, 0.0) + seconds
+    return ChildRun(
+        proc.returncode,
+        int(usage.ru_maxrss),
+        usage.ru_utime + usage.ru_stime,
+        peaks[2],
+        by_name,
+    )
 
 
-def tree_rss_kib(pid: int) -> tuple[int, int, int]:
-    """VmRSS of a process and its descendants, from /proc (0 for what has just ended):
-    (the process itself, its largest descendant, all of them together)."""
-    own = largest_helper = total = 0
-    stack = [pid]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int, *, reaped: bool = False) -> tuple[str, float]:
+    """(name, CPU seconds) of a live process from /proc/<pid>/stat; with `reaped`, the
+    children it has waited for count too."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = sum(int(f) for f in fields[11 : 15 if reaped else 13])  # utime stime [cutime cstime]
+    return name, ticks / TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it that is alive now."""
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            rss = int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
             for task in Path(f"/proc/{current}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        found.append(current)
+    return found
+
+
+def sample_tree(pid: int) -> tuple[tuple[int, int, int], dict[int, tuple[str, float]]]:
+    """VmRSS of a process and its descendants, from /proc (0 for what has just ended):
+    (the process itself, its largest descendant, all of them together), and each one's
+    (name, CPU seconds)."""
+    own = largest_helper = total = 0
+    cpu: dict[int, tuple[str, float]] = {}
+    for current in descendants(pid):
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            rss = int(status.split("VmRSS:")[1].split()[0]) if "VmRSS:" in status else 0
+            cpu[current] = proc_cpu(current)
         except (OSError, ValueError, IndexError):
             continue
         total += rss
@@ -136,7 +188,18 @@ def tree_rss_kib(pid: int) -> tuple[int, int, int]:
             own = rss
         else:
             largest_helper = max(largest_helper, rss)
-    return own, largest_helper, total
+    return (own, largest_helper, total), cpu
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a server and all its processes, the ended ones included."""
+    total = 0.0
+    for current in descendants(pid):
+        try:
+            total += proc_cpu(current, reaped=True)[1]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def db_counts(database: Path) -> tuple[int, int, int, dict[str, int]]:
@@ -151,17 +214,39 @@ def db_counts(database: Path) -> tuple[int, int, int, dict[str, int]]:
     return int(mails), int(queued), int(unsent), states
 
 
-def run_mailbot(config: Path, database: Path, n: int, work: Path) -> MailbotRun:
+class ServerCpu:
+    """CPU the servers use while something runs: Dovecot with all its processes, and this
+    script, which is mostly the SMTP sink's thread (and the /proc sampler)."""
+
+    def __init__(self, server: Dovecot) -> None:
+        self.dovecot_pid = server.pid
+        self.dovecot = tree_cpu_seconds(self.dovecot_pid)
+        self.sink = time.process_time()
+
+    def used(self) -> dict[str, float]:
+        return {
+            "dovecot": tree_cpu_seconds(self.dovecot_pid) - self.dovecot,
+            "sink": time.process_time() - self.sink,
+        }
+
+
+def run_mailbot(config: Path, database: Path, n: int, work: Path, server: Dovecot) -> MailbotRun:
     """`mailbot poll --once` until all N mails are settled and the outbox is empty."""
     log_path = work / "mailbot.log"
     peak = peak_tree = polls = 0
     cpu = 0.0
+    by_part: dict[str, float] = {}
+    servers = ServerCpu(server)
     started = time.perf_counter()
     while polls < MAX_POLLS:
         polls += 1
         argv = [PYTHON, "-m", "mailbot", "poll", "--once", "--config", str(config)]
-        code, rss, used, tree = run_child(argv, log_path)
-        peak, cpu, peak_tree = max(peak, rss), cpu + used, max(peak_tree, tree)
+        child = run_child(argv, log_path)
+        code = child.code
+        peak, cpu = max(peak, child.peak_rss_kib), cpu + child.cpu_seconds
+        peak_tree = max(peak_tree, child.peak_tree_kib)
+        for name, seconds in child.cpu_by_name.items():
+            by_part[name] = by_part.get(name, 0.0) + seconds
         if code != 0:
             tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"mailbot poll --once exited {code}:\n{tail}")
@@ -169,11 +254,20 @@ def run_mailbot(config: Path, database: Path, n: int, work: Path) -> MailbotRun:
         if mails >= n and unsent == 0:
             break
     seconds = time.perf_counter() - started
+    by_part |= servers.used()
     mails, queued, unsent, states = db_counts(database)
     if mails < n or unsent:
         raise RuntimeError(f"mailbot did not finish: {mails}/{n} mails, {unsent} replies unsent")
     return MailbotRun(
-        seconds, polls, peak, mails, queued, states, cpu_seconds=cpu, peak_tree_kib=peak_tree
+        seconds,
+        polls,
+        peak,
+        mails,
+        queued,
+        states,
+        cpu_seconds=cpu,
+        peak_tree_kib=peak_tree,
+        cpu=by_part,
     )
 
 
@@ -183,13 +277,17 @@ def profile_child(config_path: Path, out: Path) -> None:
     `Pipeline.cycle()` runs `poll_inbox` in a worker thread (asyncio.to_thread), which
     cProfile does not see: profiling `mailbot poll --once` itself shows only the event loop
     waiting. So this calls the same two stages `cycle()` calls, `poll_inbox()` then `send()`,
-    in the main thread, and sends until the outbox is empty.
+    in the main thread, and sends until the outbox is empty. The helper processes are off
+    (`parallel_backlog = false`) for the same reason.
     """
     from mailbot.config import load_config
     from mailbot.pipeline import Pipeline
     from mailbot.store.db import Store
 
     config = load_config(config_path)
+    # Everything in this process, so that cProfile sees parsing and sending too.
+    serial = config.mailbot.model_copy(update={"parallel_backlog": False})
+    config = config.model_copy(update={"mailbot": serial})
     store = Store(config.database_url)
     pipeline = Pipeline(config, store)
 
@@ -209,8 +307,7 @@ def profile_child(config_path: Path, out: Path) -> None:
 def run_profile(config: Path, database: Path, n: int, work: Path, out: Path) -> float:
     argv = [PYTHON, str(Path(__file__).resolve()), "--profile-child", str(config), str(out)]
     started = time.perf_counter()
-    code, _rss, _cpu = run_child(argv, work / "profile.log")
-    if code != 0:
+    if run_child(argv, work / "profile.log").code != 0:
         raise RuntimeError("profile child failed:\n" + (work / "profile.log").read_text()[-3000:])
     mails, _queued, unsent, _ = db_counts(database)
     if mails < n or unsent:
@@ -294,10 +391,11 @@ def run_limit(
         "--limit-out",
         str(out),
     ]
-    code, _rss, _cpu, _tree = run_child(argv, work / "limit.log")
-    if code != 0:
+    servers = ServerCpu(server)
+    child = run_child(argv, work / "limit.log")
+    if child.code != 0:
         raise RuntimeError(
-            f"limit child exited {code}:\n" + (work / "limit.log").read_text()[-3000:]
+            f"limit child exited {child.code}:\n" + (work / "limit.log").read_text()[-3000:]
         )
     result = json.loads(out.read_text())
     if len(sink) != result["replies"]:
@@ -307,6 +405,7 @@ def run_limit(
         result["send_seconds"],
         result["move_seconds"],
         result["fetched_bytes"],
+        {"client": child.cpu_seconds} | servers.used(),
     )
 
 
@@ -367,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                 config = config_for(database)
                 fill_seconds = fill(server, n)
                 sink.clear()
-                run = run_mailbot(config, database, n, work)
+                run = run_mailbot(config, database, n, work, server)
                 if len(sink) != run.replies:
                     raise RuntimeError(f"sink got {len(sink)} replies, outbox has {run.replies}")
                 run.reply_bytes = sum(len(raw) for _, raw in outbox_replies(database))
@@ -428,7 +527,31 @@ def report(
     print(f"  peak RSS of mailbot  {max(r.peak_rss_kib for r in runs) / 1024:8.1f} MiB "
           "(largest single process, os.wait4 rusage)")  # fmt: skip
     print(f"  … all its processes  {max(r.peak_tree_kib for r in runs) / 1024:8.1f} MiB "
-          "(poll + read-ahead + sender, summed, sampled every 20 ms)")  # fmt: skip
+          "(poll + read-ahead + sender, summed, sampled every 100 ms)")  # fmt: skip
+    print("  CPU seconds by part (medians; this machine has "
+          f"{os.cpu_count()} cores, so a run can use at most {os.cpu_count()} × its wall time)")  # fmt: skip
+    for title, parts in (("mailbot", [r.cpu for r in runs]), ("limit", [x.cpu for x in limits])):
+        names = sorted({name for part in parts for name in part}, key=_part_order)
+        shown = ", ".join(
+            f"{CPU_PARTS.get(name, name)} {med([p.get(name, 0.0) for p in parts]):.1f}"
+            for name in names
+        )
+        print(f"    {title:8} {shown}")
+
+
+# The processes' names in /proc (the helpers set theirs) and what the report calls them.
+CPU_PARTS = {
+    "python": "poll",
+    "mailbot-read": "read-ahead",
+    "mailbot-send": "sender",
+    "client": "client (fetch, send and MOVE)",
+    "dovecot": "Dovecot",
+    "sink": "SMTP sink",
+}
+
+
+def _part_order(name: str) -> int:
+    return list(CPU_PARTS).index(name) if name in CPU_PARTS else len(CPU_PARTS)
 
 
 if __name__ == "__main__":

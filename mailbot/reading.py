@@ -26,6 +26,7 @@ from mailbot.forward import unwrap_forward
 from mailbot.inbox.imap import FetchedMail
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
+from mailbot.procname import name_this_process
 
 log = logging.getLogger("mailbot")
 
@@ -152,6 +153,7 @@ _HELPER_CONFIG: Config | None = None
 
 def _start_helper(config: Config) -> None:
     global _HELPER_CONFIG
+    name_this_process("mailbot-read")
     # Ctrl-C in a terminal reaches the whole process group; it is for the worker, which
     # stops after its batch. (SIGTERM may end the helper: the poll then reads by itself.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

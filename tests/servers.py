@@ -208,6 +208,13 @@ class Dovecot:
         return self.directory / "dovecot.log"
 
     @property
+    def pid(self) -> int:
+        """The Dovecot master process (its imap processes run below it)."""
+        if self._proc is None:
+            raise RuntimeError("Dovecot server is not running; use it as a context manager")
+        return self._proc.pid
+
+    @property
     def maildir(self) -> Path:
         """The user's Maildir (INBOX's cur/new/tmp; other folders as ``.Name`` subdirectories)."""
         return self.directory / "home" / self.username / "Maildir"

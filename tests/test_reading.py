@@ -37,6 +37,19 @@ def test_read_ahead_equals_reading_here(tmp_path: Path) -> None:
         reader.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="process names are Linux's")
+def test_the_helper_shows_its_job_in_ps(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    reader = ReadAhead(config)
+    try:
+        reader.submit(fetched(1))()
+        assert reader.pool is not None
+        names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in reader.pool._processes]
+        assert names == ["mailbot-read"]
+    finally:
+        reader.close()
+
+
 def test_a_dead_helper_is_replaced_by_reading_here(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 
 from mailbot.clock import utc_now
 from mailbot.config import Config
+from mailbot.procname import name_this_process
 from mailbot.send.smtp import send_outbox
 from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
@@ -63,6 +64,7 @@ def sending_alongside(config: Config) -> Iterator[None]:
 
 
 def _main(config: Config, level: int, pipe: Connection) -> None:
+    name_this_process("mailbot-send")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from mailbot.cli import setup_logging  # the worker's own log format and levels
