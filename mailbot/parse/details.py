@@ -11,21 +11,22 @@ import re
 
 from mailbot.models import Role
 from mailbot.parse.fields import NEGATION
+from mailbot.parse.phrases import Phrases
 from mailbot.parse.text import clauses, sentences
 
 _I = re.IGNORECASE
-_LUNCH = re.compile(
+_LUNCH = Phrases(
     r"mittagsimbiss|\bimbiss|mittagessen|\blunch|verpflegung|catering|\bkein(?:en)?\s+essen|"
     r"\b(?:zum|beim|das)\s+essen\b",
     _I,
 )
-_SPEAKER = re.compile(
+_SPEAKER = Phrases(
     r"(?:\bals|\bas(?:\s+an?)?|rolle\s*:|role\s*:|funktion\s*:|teilnahme\s+als\s*:|"
     r"participation\s*:)\s*(?:referent(?:in)?\b|vortragende|speaker|presenter|keynote|"
     r"impulsgeber)|\bspeaker\b",
     _I,
 )
-_PARTICIPANT = re.compile(
+_PARTICIPANT = Phrases(
     r"diskussionsteilnehm\w*|discussion\s+participant|(?:\bals|\bas(?:\s+an?)?|rolle\s*:|"
     r"role\s*:|funktion\s*:|teilnahme\s+als\s*:)\s*(?:teilnehmer(?:in)?\b|participant\b|"
     r"zuhörer\w*|gast\b|attendee\b)",
@@ -36,7 +37,7 @@ _DIET = re.compile(
     r"halal|koscher|kosher|pescetari\w*|allergi\w*|unverträglich\w*|nussallergie)\b",
     _I,
 )
-_ACCESS = re.compile(
+_ACCESS = Phrases(
     r"rollstuhl|rollator|barrierefrei|gehbehindert|aufzug|schwerhörig|hörgerät|höranlage|"
     r"induktionsschleife|gebärden|blind|sehbehindert|wheelchair|accessib|hearing|mobility|"
     r"step-free|sign\s+language",

@@ -13,6 +13,7 @@ import re
 
 from mailbot.models import Intent
 from mailbot.parse.fields import CANCEL, NEGATION, REGISTER, REPLY_SUBJECT
+from mailbot.parse.phrases import Phrases
 from mailbot.parse.text import clauses, sentences
 
 _I = re.IGNORECASE
@@ -35,14 +36,14 @@ _LIST_AFTER = re.compile(
 )
 # "für die 3.", "zur 4." without the noun (but not "am 22." or "die 9. Februar")
 _ELLIPTIC = re.compile(rf"\b(?:die|der|zur|zum|für\s+die)\s+([1-9])\s*\.(?!\s*(?:{_MONTHS}))", _I)
-_ALL = re.compile(
+_ALL = Phrases(
     r"\balle[nm]?\s+(?:vier|4|drei|weiteren)?\s*(?:werkst[aä]tten|termine[n]?|veranstaltungen)|"
     r"\ball\s+(?:four|4)?\s*(?:workshops|sessions|dates)|gesamte[n]?\s+(?:werkstatt)?reihe|"
     r"ganze[n]?\s+(?:werkstatt)?reihe|whole\s+series|entire\s+series|\balle\s+vier\b",
     _I,
 )
 # A workshop named by its date ("die Werkstatt am 22. Februar") rather than its number.
-_DATED = re.compile(
+_DATED = Phrases(
     rf"(?:werkst[aä]tt|workshop|veranstaltung)\w*\s+(?:am|on|vom|the)?\s*\d{{1,2}}\s*\.?\s*(?:{_MONTHS})|"
     r"\b(?:am|on)\s+(?:the\s+)?\d{1,2}(?:\.|st|nd|rd|th)?\s*(?:feb|02\.|2\.)",
     _I,

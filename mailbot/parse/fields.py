@@ -11,18 +11,19 @@ from __future__ import annotations
 import re
 
 from mailbot.models import Intent
+from mailbot.parse.phrases import Phrases
 from mailbot.parse.text import sentences, unwrap
 
 _I = re.IGNORECASE
 
-SUBSTITUTE = re.compile(
+SUBSTITUTE = Phrases(
     r"an\s+meiner\s+stelle|statt\s+meiner|\bin\s+vertretung|vertretung\s+durch|vertritt\s+mich|"
     r"(?:teilnehmer|personen)wechsel|übertragen\s+sie\s+(?:meine|die)\s+anmeldung|"
     r"anmeldung\s+auf\s+(?:sie|ihn|meine[nr]?\s+kolleg)|in\s+my\s+place|instead\s+of\s+me\b|"
     r"\breplace\s+me\b|will\s+come\s+instead|kommt\s+stattdessen|stattdessen\s+kommt",
     _I,
 )
-CANCEL = re.compile(
+CANCEL = Phrases(
     r"\babsagen\b|\babsage\b|\bsage\s+(?:[\w.]+\s+){0,4}ab\b|"
     r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|(?:folgende[nr]?|meine[nr]?|"
     r"unsere[nr]?|die|den)\s+\w+|herrn?\s+\w+|frau\s+\w+)\b[^!?\n]{0,120}?\bab\b"
@@ -39,13 +40,13 @@ CANCEL = re.compile(
     r"(?:attend|come|make\s+it|participate|join)",
     _I,
 )
-CANCEL_WEAK = re.compile(
+CANCEL_WEAK = Phrases(
     r"\b(?:kann|können|könnte|werde|muss)\s+(?:ich|wir|er|sie)?\s*[^.!?\n]{0,80}?\bnicht\s+"
     r"(?:\w+\s+){0,4}?(?:teilnehmen|kommen|dabei\s+sein|wahrnehmen)\b|"
     r"\bnicht\s+(?:teilnehmen|kommen)\s+(?:kann|können)\b|\bleider\s+(?:doch\s+)?nicht\b",
     _I,
 )
-UPDATE = re.compile(
+UPDATE = Phrases(
     r"\bänder\w*|\bgeändert|korrigier\w*|\bkorrektur|\bumbuch\w*|namensänderung|\bnachtrag|"
     r"\bchange[ds]?\b|\bupdate\b|\bcorrect(?:ion)?\b|\bkein\s+essen\b|doch\s+nicht\s+zum|"
     # "ich komme nun doch zum Mittagessen", "statt vegetarisch bitte vegan", "lunch after all"
@@ -54,13 +55,13 @@ UPDATE = re.compile(
     r"\b(?:lunch|essen|mittag\w*)\b[^.!?\n]{0,40}\bafter\s+all\b|\bafter\s+all\b[^.!?\n]{0,40}\blunch\b",
     _I,
 )
-EXISTING = re.compile(
+EXISTING = Phrases(
     r"meine[rn]?\s+anmeldung|unsere[rn]?\s+anmeldung|hatte\s+(?:mich|ich|uns)|\bangemeldet\b|"
     r"anmeldebestätigung|my\s+registration|already\s+registered|i\s+registered|"
     r"registration\s+confirmation",
     _I,
 )
-REGISTER = re.compile(
+REGISTER = Phrases(
     r"\bmelde[nt]?\s+(?:(?:ich|wir|sie)\s+)?(?:mich|uns|ihn|sie|euch|(?:meine[nrm]?|unsere[nrm]?)"
     r"\s+\w+|herrn?|frau|diese[nr]?)\b[^!?\n]{0,160}?\ban\b"
     r"(?=\s*[.,;:!?()–-]|\s*$)|"
@@ -92,7 +93,7 @@ REGISTER = re.compile(
     _I,
 )
 # "Am 22. bin ich aber wie geplant dabei": an existing registration stays, nothing new.
-KEEPS = re.compile(
+KEEPS = Phrases(
     r"\bwie\s+(?:geplant|angemeldet|besprochen|vorgesehen)|\bas\s+(?:planned|registered|booked)|"
     r"\bweiterhin\b|\bnach\s+wie\s+vor\b|\bbleibt\b|\bstill\s+(?:come|attend|be\s+there|join)",
     _I,
@@ -102,22 +103,22 @@ CONDITIONAL = re.compile(
     r"falls\s+ja|wenn\s+ja|once\s+i\s+know|noch\s+nicht\s+sicher|not\s+sure)\b",
     _I,
 )
-QUESTION = re.compile(
+QUESTION = Phrases(
     r"\?|\bfrage\b|\bfragen\b|\bquestion|\bwissen,?\s+ob\b|\bi\s+wonder|\bcould\s+you\s+tell", _I
 )
-RELEVANT = re.compile(
+RELEVANT = Phrases(
     r"werkst[aä]tt|workshop|kosi|veranstaltung|mittagsimbiss|\bimbiss|\banmeld|\babmeld|"
     r"\babsage|\bregistr|\bteilnahme|\bteilnehmen|\battend|\bparticipa|\bseminar|\bevent\b",
     _I,
 )
-EVENT_WORDS = re.compile(r"werkst[aä]tt|workshop|kosi|veranstaltung|mittagsimbiss|imbiss", _I)
+EVENT_WORDS = Phrases(r"werkst[aä]tt|workshop|kosi|veranstaltung|mittagsimbiss|imbiss", _I)
 REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|aw|wg|fw|fwd|sv|antw)\s*:\s*)+", _I)
-REGISTER_SUBJECT = re.compile(
+REGISTER_SUBJECT = Phrases(
     r"\banmeldung\b|\bregistration\b|\bsign[- ]?up\b|\bvormerkung\b|\bteilnahme\b", _I
 )
 
 _ADDRESSES = re.compile(r"[^\s@<>()]{1,64}@[^\s@<>()]{1,255}|https?://\S+|www\.\S+", _I)
-NEGATION = re.compile(
+NEGATION = Phrases(
     r"\bnicht\b|\bkein\w*|\bnot\b|n['’]t\b|\bverzicht\w*|\bnein\b|\bno\b|\bskip\b|\bohne\b|"
     r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
     _I,
@@ -125,7 +126,7 @@ NEGATION = re.compile(
 MAX_CLASSIFY_CHARS = 3000  # what a person writes to register fits; the rest is only cost
 
 
-def _first_unconditional(pattern: re.Pattern[str], text: str) -> tuple[bool, bool]:
+def _first_unconditional(pattern: Phrases, text: str) -> tuple[bool, bool]:
     """(found unconditionally, found only under a condition like 'dann'/'before')."""
     found = conditional = False
     for sentence in sentences(text):

@@ -27,13 +27,14 @@ from mailbot.parse.autoreply import (
     bounced_addresses as _header_bounced,
 )
 from mailbot.parse.mime import header
+from mailbot.parse.phrases import Phrases
 from mailbot.parse.validate import valid_address
 
 # flufl.bounce logs a traceback at ERROR level whenever one of its heuristic detectors trips
 # over an unusual mail and then re-raises; we catch that and fall back, so the noise goes.
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
-_AUTOREPLY_BODY = re.compile(
+_AUTOREPLY_BODY = Phrases(
     r"abwesend|nicht\s+im\s+büro|out\s+of\s+(?:the\s+)?office|im\s+urlaub|on\s+(?:annual\s+)?"
     r"leave|vacation|limited\s+access|eingeschränkt\w*\s+zugriff|nicht\s+erreichbar|"
     r"nicht\s+mehr\s+(?:bei|für|im|in)\b|no\s+longer\s+(?:with|work)|nicht\s+weitergeleitet|"
@@ -41,7 +42,7 @@ _AUTOREPLY_BODY = re.compile(
     r"\bbin\s+bis\b|\buntil\b|travell?ing",
     re.IGNORECASE,
 )
-_BOUNCE_BODY = re.compile(
+_BOUNCE_BODY = Phrases(
     r"could\s+not\s+be\s+delivered|undeliverable|delivery\s+(?:has\s+)?failed|nicht\s+zugestellt|"
     r"unzustellbar|user\s+unknown|mailbox\s+(?:is\s+)?(?:full|unavailable)|returned\s+to\s+sender|"
     r"permanent\s+(?:error|failure)|\b5\.\d\.\d+\b|delivery\s+status\s+notification|"
@@ -109,7 +110,7 @@ _OOO_CUES = (
     r"\bwill\s+(?:reply|respond|get\s+back)\s+(?:to\s+(?:you|your\s+\w+)\s+)?(?:as\s+soon\s+as|when\s+i|on\s+my)",
     r"\b(?:for|in)\s+urgent\s+(?:matters|cases|enquiries|inquiries)",
 )
-_OOO = [re.compile(cue, re.IGNORECASE) for cue in _OOO_CUES]
+_OOO = [Phrases(cue) for cue in _OOO_CUES]
 
 
 def human_autoreply(own: str) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 
 from mailbot.parse.names import looks_like_person, same_person, strip_titles
+from mailbot.parse.phrases import Phrases
 
 EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
 
 # Legal bodies and public institutions outrank the units inside them ("Social Innovation Lab
 # Network" above "Ajuntament de Barcelona" is the team, the city is the organisation).
-_ORG_BODY = re.compile(
+_ORG_BODY = Phrases(
     r"universit|hochschule|college|\bstadt\s+[A-ZÄÖÜ]|\bcity\s+of\b|\bkreis\b|landkreis|"
     r"gemeinde|ministeri|ministry|stiftung|foundation|verband|verein|\be\.\s?v\.|\beg\b|gmbh|"
     r"\bag\b|\bmbh\b|\bltd\b|\binc\b|ajuntament|ayuntamiento|municipality|council|"
@@ -25,7 +26,7 @@ _ORG_BODY = re.compile(
     r"association|society|\btrust\b|kommune|municipal|(?:stadt|kreis|gemeinde|landes)verwaltung",
     re.IGNORECASE,
 )
-_ORG_STRONG = re.compile(
+_ORG_STRONG = Phrases(
     r"\bwerk\b|werk\s|beirat|secretariat|zentrum|centre|center|agentur|büro|management|"
     r"förderung|institut(?:e)?\b|diakon|caritas|netzwerk|network|\blab\b|labor\b|\bhub\b|"
     r"initiative|kirche|bildungswerk|\bagency\b|\bgroup\b|"
@@ -33,7 +34,7 @@ _ORG_STRONG = re.compile(
     r"\w(?:netz|werk|büro|haus|amt|zentrum|forum|verbund|bündnis|kontor|kollektiv|rat|hilfe)\b",
     re.IGNORECASE,
 )
-_ORG_NOT = re.compile(
+_ORG_NOT = Phrases(
     r"fachbereich|abteilung|\breferat\b|\bressort\b|\bamt\s+für|fakultät|faculty|school\s+of|"
     r"department|\bdept\b|lehrstuhl|fachgebiet|fachdienst|stabsstelle|sekretariat\s+de|"
     r"bereich|\bteam\b|arbeitsgruppe|\bgroups?\s+(?:for|für)\b|geschäftsführ|leiter|leitung|referent|"

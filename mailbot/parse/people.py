@@ -21,6 +21,7 @@ from mailbot.parse.names import (
     strip_titles,
 )
 from mailbot.parse.orgs import EMAIL_RE
+from mailbot.parse.phrases import Phrases
 
 _FIELD = re.compile(r"^\s*[-*•]?\s*([A-Za-zÄÖÜäöüß][\w ./()-]{0,40}?)\s*:\s*(.*\S)?\s*$")
 _KEYS = {
@@ -37,14 +38,14 @@ _KEYS = {
     "first": r"vorname|first\s+name|given\s+name",
     "last": r"nachname|familienname|last\s+name|surname|family\s+name",
 }
-_EXCLUDE_CONTEXT = re.compile(
+_EXCLUDE_CONTEXT = Phrases(
     r"(?:alte|alten|bisherige|frühere|old|previous|former)\s+(?:e-?mail-?)?(?:adresse|address)|"
     r"wenden\s+sie\s+sich|\bcontact\b|kontaktier|erreichen\s+sie|sekretariat|\boffice\b|vertretung\s+ist|"
     r"dringend|urgent|rückfragen|questions|abgeschaltet",
     re.IGNORECASE,
 )
 # Phrases of someone who registers another person (secretaries, team leads, assistants).
-_PROXY = re.compile(
+_PROXY = Phrases(
     r"\bim\s+auftrag\b|\bi\.\s?a\.|\bon\s+behalf\s+of\b|\bmelde\s+ich\s+(?:ihn|sie)\b|"
     r"\banmeldung\s+(?:von|des|der|für)\s+(?:herrn?|frau)\b|"
     r"\bregister\s+(?:my|our|the\s+following)\s+(?:\w+\s+)?(?:colleague|boss|manager|director|staff|team)|"
@@ -53,7 +54,7 @@ _PROXY = re.compile(
     re.IGNORECASE,
 )
 # The sender's own participation ("melde mich an", "I would like to attend", "ich selbst").
-_SELF = re.compile(
+_SELF = Phrases(
     r"\bmelde[nt]?\s+(?:ich\s+|wir\s+)?(?:mich|uns)\b|\b(?:mich|uns)\b[^.!?\n]{0,80}\b(?:an|ab)(?:zu)?melden|"
     r"\bich\s+(?:komme|nehme|bin)\b|\bwir\s+(?:kommen|nehmen|sind)\b|"
     r"\b(?:ich|wir)\s+(?:würden?|möchten?|werden?)\s+(?:(?!sie\b|ihn\b|herrn?\b|frau\b|kolleg)\w+\s+){0,6}?"
@@ -65,7 +66,7 @@ _SELF = re.compile(
     re.IGNORECASE,
 )
 # The sender says they will not come themselves ("Ich selbst kann leider nicht teilnehmen").
-_NOT_SELF = re.compile(
+_NOT_SELF = Phrases(
     r"\bich\s+selbst\s+(?:\w+\s+){0,4}?(?:nicht|verhindert)\b|\bselbst\s+(?:kann|werde|komme)\s+"
     r"ich\s+(?:\w+\s+){0,3}?nicht\b|\bi\s+(?:myself\s+)?(?:won['’]t|will\s+not|cannot|can['’]t|"
     r"am\s+not\s+able\s+to)\s+(?:be\s+)?(?:attend|come|join|make|there)\w*\s+(?:\w+\s+){0,3}?myself\b|"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailbot.parse.phrases import Phrases
+
 _SEPARATOR = re.compile(
     r"^\s*(?:-{2,}\s*(?:Urspr[üu]ngliche Nachricht|Original Message|Weitergeleitete Nachricht|"
     r"Forwarded message|Forwarded Message|Message d'origine|Originalnachricht)\s*-{2,}|"
@@ -31,7 +33,7 @@ _REPLY_HEADER_OTHER = re.compile(
     r".{1,200}?\shat\s+am\s.{4,80}\sgeschrieben\s*:)\s*$",
     re.IGNORECASE,
 )
-_OTHER_VERBS = re.compile(r"schrieb|wrote|zitat|geschrieben", re.IGNORECASE)
+_OTHER_VERBS = Phrases(r"schrieb|wrote|zitat|geschrieben", re.IGNORECASE)
 _FROM_FIELD = re.compile(r"^\s*\*?(From|Von|De)\*?\s*:", re.IGNORECASE)
 
 

@@ -1,0 +1,120 @@
+"""`Phrases` answers exactly what its whole pattern answers, only faster."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import mailbot.parse
+from mailbot.parse.phrases import Phrases, fold, split_alternatives
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def all_phrases() -> list[tuple[str, Phrases]]:
+    found = []
+    for module_info in pkgutil.iter_modules(mailbot.parse.__path__):
+        module = importlib.import_module(f"mailbot.parse.{module_info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, Phrases):
+                found.append((f"{module_info.name}.{name}", value))
+            elif isinstance(value, list) and value and all(isinstance(v, Phrases) for v in value):
+                found += [(f"{module_info.name}.{name}[{i}]", v) for i, v in enumerate(value)]
+    return found
+
+
+PHRASES = all_phrases()
+
+
+def texts() -> list[str]:
+    """Mail text of every kind the parser meets (a fixed sample: the whole patterns are the
+    slow ones), plus case and boundary traps."""
+    rng = random.Random(3)
+    paths = [
+        path
+        for root in (CORPORA, DATA)
+        for path in (sorted(root.rglob("*")) if root.exists() else [])
+        if path.is_file() and path.stat().st_size < 200_000
+    ]
+    found = [
+        path.read_bytes().decode("utf-8", "replace")[-1500:]  # past the headers, into the text
+        for path in rng.sample(paths, min(len(paths), 100))
+    ]
+    traps = [
+        "ICH MELDE MICH AB.",
+        "Ich kann leider NICHT TEILNEHMEN",
+        "I CANNOT ATTEND, sorry",
+        "İch melde mıch an, ſtornieren Sie bitte",  # case-insensitive i, dotless i, long s
+        "Anmeldung:Abmeldung;absagen!ABSAGE?",
+        "xabsagen absagenx ab-sagen",
+        "Werkstatt\nam 22.02. anmelden",
+    ]
+    for _ in range(60):  # shuffled words from the traps and the mails: odd neighbours
+        words = rng.choice(found + traps).split()
+        rng.shuffle(words)
+        traps.append(" ".join(words[:60]))
+    return found + traps
+
+
+TEXTS = texts()
+
+
+def test_the_parser_uses_phrases() -> None:
+    assert len(PHRASES) >= 40
+
+
+@pytest.mark.parametrize(("name", "phrases"), PHRASES, ids=[n for n, _ in PHRASES])
+def test_same_matches_as_the_whole_pattern(name: str, phrases: Phrases) -> None:
+    for text in TEXTS:
+        for pos in (0, 1, len(text) // 3):
+            fast, whole = phrases.search(text, pos), phrases.whole.search(text, pos)
+            assert (fast and fast.span()) == (whole and whole.span()), (name, text[:80], pos)
+        fast_all = [m.span() for m in phrases.finditer(text)]
+        assert fast_all == [m.span() for m in phrases.whole.finditer(text)], (name, text[:80])
+
+
+def test_folding_keeps_every_case_insensitive_match() -> None:
+    """Each character the regex engine takes for a letter of a phrase folds to that letter."""
+    letters = {
+        char
+        for _name, phrases in PHRASES
+        for _part, needles in phrases.parts
+        for needle in needles or ()
+        for char in needle
+    }
+    everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    for letter in letters:
+        for twin in re.findall(re.escape(letter), everything, re.IGNORECASE):
+            assert fold(twin) == fold(letter), (letter, twin)
+    assert len(fold("İSTANBUL ıſt")) == len("İSTANBUL ıſt")
+
+
+def test_split_alternatives_respects_groups_classes_and_escapes() -> None:
+    pattern = r"a(?:b|c)|[|(]x|\|y|[]|]z|(?<=q)w"
+    assert split_alternatives(pattern) == ["a(?:b|c)", "[|(]x", r"\|y", "[]|]z", "(?<=q)w"]
+
+
+def test_beginnings_read_from_the_pattern() -> None:
+    needles = dict(
+        (part.pattern, found)
+        for part, found in Phrases(r"\bmelde[nt]?\s+ab|(?:can|won)['’]?t|\w+x").parts
+    )
+    assert needles == {
+        r"\bmelde[nt]?\s+ab": ("melde",),
+        "(?:can|won)['’]?t": ("can", "won"),
+        r"\w+x": None,
+    }
+
+
+def test_what_phrases_cannot_take_is_refused() -> None:
+    with pytest.raises(ValueError, match="capturing"):
+        Phrases(r"a(b)")
+    with pytest.raises(ValueError, match="match nothing"):
+        Phrases(r"abc|x?")
