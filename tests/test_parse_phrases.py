@@ -85,9 +85,9 @@ def test_folding_keeps_every_case_insensitive_match() -> None:
     letters = {
         char
         for _name, phrases in PHRASES
-        for _part, needles in phrases.parts
-        for needle in needles or ()
-        for char in needle
+        for part in phrases.parts
+        for word in part.words or ()
+        for char in word
     }
     everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
     for letter in letters:
@@ -101,16 +101,19 @@ def test_split_alternatives_respects_groups_classes_and_escapes() -> None:
     assert split_alternatives(pattern) == ["a(?:b|c)", "[|(]x", r"\|y", "[]|]z", "(?<=q)w"]
 
 
-def test_beginnings_read_from_the_pattern() -> None:
-    needles = dict(
-        (part.pattern, found)
-        for part, found in Phrases(r"\bmelde[nt]?\s+ab|(?:can|won)['’]?t|\w+x").parts
-    )
-    assert needles == {
-        r"\bmelde[nt]?\s+ab": ("melde",),
-        "(?:can|won)['’]?t": ("can", "won"),
-        r"\w+x": None,
-    }
+def test_each_alternative_waits_for_its_rarest_word() -> None:
+    phrases = Phrases(r"\bmelde[nt]?\s+ab|(?:can|won)['’]?t|\bi\s+would\s+like|\w+x|\d+")
+    found = [(part.words, part.lead) for part in phrases.parts]
+    assert found == [
+        (("melde",), 0),
+        (("can", "won"), 0),
+        (("would",), None),  # after "i" and any amount of white space
+        (("x",), None),
+        (None, None),  # no word at all: always runs
+    ]
+    assert phrases.search("Ich melde mich an, ich würde gern") is None
+    assert phrases.search("I WOULD   like it")
+    assert phrases.search("i  would  like").span() == (0, 14)
 
 
 def test_what_phrases_cannot_take_is_refused() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
@@ -48,6 +49,19 @@ def fold(text: str) -> str:
     return folded
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One alternative, compiled alone, with the words one of which every match contains.
+
+    A match begins at most `lead` characters before its word (None: no bound is known, so
+    the search starts where the caller's does).
+    """
+
+    regex: re.Pattern[str]
+    words: tuple[str, ...] | None
+    lead: int | None
+
+
 class Phrases:
     """A compiled alternation with a fast `search` (and `finditer`, built on it).
 
@@ -62,30 +76,42 @@ class Phrases:
         self.pattern = pattern
         self.flags = flags
         self._folding = bool(flags & re.IGNORECASE)
-        self.parts: list[tuple[re.Pattern[str], tuple[str, ...] | None]] = []
+        self.parts: list[_Part] = []
         for alternative in split_alternatives(pattern):
             parsed = sre_parse.parse(alternative, flags)
             if parsed.getwidth()[0] == 0:
                 raise ValueError(f"an alternative may match nothing: {alternative!r}")
-            found = beginnings(parsed.data)
-            if found is not None and self._folding:
-                found = {fold(b) for b in found}
-            needles = tuple(sorted(found)) if found and "" not in found else None
-            self.parts.append((re.compile(alternative, flags), needles))
+            words, lead = required_words(parsed)
+            if words is not None and self._folding:
+                words = {fold(w) for w in words}
+            self.parts.append(
+                _Part(re.compile(alternative, flags), tuple(sorted(words)) if words else None, lead)
+            )
+        # Each distinct word is looked up once per search, whichever alternatives share it.
+        self._words = sorted({w for part in self.parts for w in part.words or ()})
+        self._owners: list[list[tuple[int, int | None]]] = [[] for _ in self._words]
+        for index, part in enumerate(self.parts):
+            for word in part.words or ():
+                self._owners[self._words.index(word)].append((index, part.lead))
+        self._always = [i for i, part in enumerate(self.parts) if part.words is None]
 
     def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
         folded = fold(text) if self._folding else text
+        firsts = [folded.find(word, pos) for word in self._words]
+        # Where each alternative can begin at the earliest: candidates in pattern order.
+        earliest: dict[int, int] = dict.fromkeys(self._always, pos)
+        for word_index, at in enumerate(firsts):
+            if at >= 0:
+                for index, lead in self._owners[word_index]:
+                    begin = pos if lead is None else max(pos, at - lead)
+                    if earliest.get(index, begin + 1) > begin:
+                        earliest[index] = begin
         best: re.Match[str] | None = None
-        for part, needles in self.parts:
-            start = pos
-            if needles is not None:
-                hits = [i for n in needles if (i := folded.find(n, pos)) >= 0]
-                if not hits:
-                    continue
-                start = min(hits)
+        for index in sorted(earliest):
+            start = earliest[index]
             if best is not None and start >= best.start():
                 continue  # it cannot begin further left, and an earlier alternative wins ties
-            found = part.search(text, start)
+            found = self.parts[index].regex.search(text, start)
             if found is not None and (best is None or found.start() < best.start()):
                 best = found
         return best
@@ -139,15 +165,27 @@ _ZERO_WIDTH = {sre.AT, sre.ASSERT, sre.ASSERT_NOT}
 _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
 
 
-def beginnings(items: Any) -> set[str] | None:
-    """Strings one of which every match of the parsed sequence begins with (case as written)."""
-    found, _complete = _beginnings(list(items))
-    return found
+def required_words(parsed: Any) -> tuple[set[str] | None, int | None]:
+    """Words (case as written) one of which every match contains, picked so that the
+    shortest is as long as possible (a rare word skips more texts), and how many characters
+    at most come before it in a match (None: unbounded)."""
+    items = list(parsed.data)
+    best: set[str] | None = None
+    best_at = 0
+    for at in range(len(items)):
+        words, _complete = _literals(items[at:])
+        words.discard("")
+        if words and (best is None or min(map(len, words)) > min(map(len, best))):
+            best, best_at = words, at
+    if best is None:
+        return None, None
+    before = sre_parse.SubPattern(parsed.state, items[:best_at]).getwidth()[1]
+    return best, (before if before < sre.MAXREPEAT else None)
 
 
-def _beginnings(items: list[Any]) -> tuple[set[str], bool]:
-    """(beginnings, complete): complete means every match is exactly one of them, so what
-    follows the sequence may be appended."""
+def _literals(items: list[Any]) -> tuple[set[str], bool]:
+    """The literal text the sequence begins with, as a set of alternatives, and whether it is
+    complete (every match is exactly one of them, so what follows may be appended)."""
     found = {""}
     for op, av in items:
         if op in _ZERO_WIDTH:
@@ -159,15 +197,15 @@ def _beginnings(items: list[Any]) -> tuple[set[str], bool]:
             _group, add_flags, del_flags, sub = av
             if add_flags or del_flags:
                 return found, False
-            inner, complete = _beginnings(list(sub.data))
+            inner, complete = _literals(list(sub.data))
         elif op is sre.BRANCH:
             inner, complete = set(), True
             for alternative in av[1]:
-                more, whole = _beginnings(list(alternative.data))
+                more, whole = _literals(list(alternative.data))
                 inner |= more
                 complete = complete and whole
         elif op in _REPEATS and av[0] >= 1:
-            inner, complete = _beginnings(list(av[2].data))
+            inner, complete = _literals(list(av[2].data))
             complete = complete and av[0] == av[1] == 1
         else:
             return found, False
