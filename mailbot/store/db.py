@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 from mailbot.config import Config
 from mailbot.decide.rules import Decision, EventState, Seat, Status
 from mailbot.models import ParsedMail, Participant
+from mailbot.store.driver import DriverStatements
 from mailbot.store.schema import (
     SCHEMA_VERSION,
     change_counters,
@@ -64,9 +65,11 @@ UNCOUNTED_PURPOSES = ("digest", "forward")
 # The statements a rush runs for every mail, built once. Building a Core statement costs
 # about 0.2 ms (construct, then derive its cache key), executing a prebuilt one with bound
 # values about a quarter of that, and a mail runs a dozen (bench/rush.py). An UPDATE without
-# .values() takes its SET columns from the parameters it is executed with.
+# .values() takes its SET columns from the parameters it is executed with. On SQLite they run
+# on the driver's cursor (store/driver.py): `_insert`, `_change` and `_first` below.
 _SEAT_CHANGES = select(change_counters.c.value).where(change_counters.c.name == "seats")
 _MESSAGE_BY_KEY = select(messages).where(messages.c.dedupe_key == bindparam("b_key"))
+_MESSAGE_ID_BY_KEY = select(messages.c.id).where(messages.c.dedupe_key == bindparam("b_key"))
 _INSERT_MESSAGE = insert(messages)
 _UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
 _PARTICIPANT_BY_EMAIL = select(
@@ -156,6 +159,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._driver = DriverStatements(self.engine.dialect) if sqlite else None
         metadata.create_all(self.engine)
         with self.transaction() as conn:
             for name in RETIRED_INDEXES:
@@ -212,7 +217,8 @@ class Store:
         on databases other than SQLite; read the seats afresh)."""
         if self.engine.dialect.name != "sqlite":
             return None
-        return conn.execute(_SEAT_CHANGES).scalar_one_or_none()
+        row = self._first(conn, _SEAT_CHANGES, {})
+        return None if row is None else int(row[0])
 
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[Connection]:
@@ -238,6 +244,26 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # --- the statements of every mail: on SQLite's cursor where the store has one --------
+
+    def _insert(self, conn: Connection, statement: Any, values: dict[str, Any]) -> int:
+        """Run an INSERT; the new row's id."""
+        if self._driver is not None:
+            return self._driver.insert(conn, statement, values)
+        return int(conn.execute(statement, values).inserted_primary_key[0])  # type: ignore[index]
+
+    def _change(self, conn: Connection, statement: Any, values: dict[str, Any]) -> int:
+        """Run an UPDATE; how many rows it changed."""
+        if self._driver is not None:
+            return self._driver.change(conn, statement, values)
+        return int(conn.execute(statement, values).rowcount)
+
+    def _first(self, conn: Connection, statement: Any, values: dict[str, Any]) -> Any:
+        """The first row of a SELECT of integer and text columns (read by index), or None."""
+        if self._driver is not None:
+            return self._driver.first(conn, statement, values)
+        return conn.execute(statement, values).first()
 
     # --- mailbox progress -------------------------------------------------------------
 
@@ -284,6 +310,9 @@ class Store:
         return {int(r.uid): r for r in rows}
 
     def message_by_key(self, conn: Connection, dedupe_key: str) -> Row[Any] | None:
+        # Asked for every new mail and nearly always absent: the cheap question first.
+        if self._first(conn, _MESSAGE_ID_BY_KEY, {"b_key": dedupe_key}) is None:
+            return None
         return conn.execute(_MESSAGE_BY_KEY, {"b_key": dedupe_key}).first()
 
     def relocate_message(
@@ -298,13 +327,12 @@ class Store:
 
     def record_message(self, conn: Connection, now: datetime, **values: Any) -> int:
         values.setdefault("attempts", 1)
-        result = conn.execute(
-            _INSERT_MESSAGE, {"created_at": now, "updated_at": now, "moved": False, **values}
+        return self._insert(
+            conn, _INSERT_MESSAGE, {"created_at": now, "updated_at": now, "moved": False, **values}
         )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def update_message(self, conn: Connection, row_id: int, now: datetime, **values: Any) -> None:
-        conn.execute(_UPDATE_MESSAGE, {"b_id": row_id, "updated_at": now, **values})
+        self._change(conn, _UPDATE_MESSAGE, {"b_id": row_id, "updated_at": now, **values})
 
     def pending_moves(self, conn: Connection, folder: str, uidvalidity: int) -> list[Row[Any]]:
         """Mail whose outcome is committed but which a crash left in the inbox."""
@@ -348,9 +376,10 @@ class Store:
     def upsert_participant(
         self, conn: Connection, person: Participant, language: str, now: datetime
     ) -> int:
-        row = conn.execute(_PARTICIPANT_BY_EMAIL, {"b_email": person.email}).first()
+        row = self._first(conn, _PARTICIPANT_BY_EMAIL, {"b_email": person.email})
         if row is None:
-            result = conn.execute(
+            return self._insert(
+                conn,
                 _INSERT_PARTICIPANT,
                 {
                     "email": person.email,
@@ -360,14 +389,14 @@ class Store:
                     "created_at": now,
                 },
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        row_id, name, organisation = row
         changes = {
-            "name": person.name or row.name,
-            "organisation": person.organisation or row.organisation,
+            "name": person.name or name,
+            "organisation": person.organisation or organisation,
             "language": language,
         }
-        conn.execute(_UPDATE_PARTICIPANT, {"b_id": row.id, **changes})
-        return int(row.id)
+        self._change(conn, _UPDATE_PARTICIPANT, {"b_id": row_id, **changes})
+        return int(row_id)
 
     def apply_decision(
         self,
@@ -411,9 +440,7 @@ class Store:
         details: dict[str, Any],
     ) -> int:
         """Insert or update the person's row for the event; returns its id."""
-        existing = conn.execute(
-            _REGISTRATION_ID, {"b_person": person_id, "b_event": event_id}
-        ).first()
+        existing = self._first(conn, _REGISTRATION_ID, {"b_person": person_id, "b_event": event_id})
         values = {
             "status": seat.status.value,
             "arrival": seat.arrival,
@@ -421,7 +448,8 @@ class Store:
             **details,
         }
         if existing is None:
-            result = conn.execute(
+            return self._insert(
+                conn,
                 _INSERT_REGISTRATION,
                 {
                     "participant_id": person_id,
@@ -431,11 +459,10 @@ class Store:
                     **values,
                 },
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
         if message_row is not None:
             values["message_row"] = message_row
-        conn.execute(_UPDATE_REGISTRATION, {"b_id": existing.id, **values})
-        return int(existing.id)
+        self._change(conn, _UPDATE_REGISTRATION, {"b_id": existing[0], **values})
+        return int(existing[0])
 
     def set_status(
         self, conn: Connection, email: str, event_id: str, status: Status, now: datetime
@@ -491,9 +518,10 @@ class Store:
         now: datetime,
     ) -> bool:
         """Queue a reply unless one with the same key exists; True when it was queued."""
-        if conn.execute(_OUTBOX_KEY, {"b_key": key}).first() is not None:
+        if self._first(conn, _OUTBOX_KEY, {"b_key": key}) is not None:
             return False
-        conn.execute(
+        self._insert(
+            conn,
             _INSERT_OUTBOX,
             {
                 "key": key,
@@ -508,10 +536,9 @@ class Store:
             },
         )
         if purpose not in UNCOUNTED_PURPOSES:
-            conn.execute(
-                _INSERT_REPLY_LOG,
-                [{"address_hash": reply_log_hash(a), "created_at": now} for a in recipients],
-            )
+            for address in recipients:
+                values = {"address_hash": reply_log_hash(address), "created_at": now}
+                self._insert(conn, _INSERT_REPLY_LOG, values)
         return True
 
     def claim_due(
@@ -566,7 +593,7 @@ class Store:
         ]
 
     def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
-        conn.execute(_MARK_SENT, {"b_id": item_id, "b_now": now})
+        self._change(conn, _MARK_SENT, {"b_id": item_id, "b_now": now})
 
     def mark_retry(
         self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str
@@ -599,7 +626,7 @@ class Store:
     def replies_to(self, conn: Connection, address: str, since: datetime) -> int:
         """Replies queued for `address` since a time (digests and forwards do not count)."""
         values = {"b_hash": reply_log_hash(address), "b_since": since}
-        return int(conn.execute(_REPLIES_TO, values).scalar_one())
+        return int(self._first(conn, _REPLIES_TO, values)[0])
 
     def prune_reply_log(self, conn: Connection, before: datetime) -> int:
         result = conn.execute(delete(reply_log).where(reply_log.c.created_at < before))

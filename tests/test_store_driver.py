@@ -1,0 +1,109 @@
+"""The statements run on SQLite's cursor store exactly what SQLAlchemy's execute stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailbot.decide.rules import Seat, Status
+from mailbot.models import Participant
+from mailbot.store.db import _MARK_SENT, Store
+from mailbot.store.schema import metadata
+
+NOW = datetime(2018, 2, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def run_everything(store: Store) -> list[Any]:
+    """One of each statement a mail runs, with odd values; what the methods return."""
+    answers: list[Any] = []
+    with store.transaction() as conn:
+        row = store.record_message(
+            conn,
+            NOW,
+            folder="INBOX",
+            uidvalidity=7,
+            uid=42,
+            dedupe_key="mid:abc",
+            message_id="<a@example.org>",
+            arrival=NOW - timedelta(minutes=3),
+            sender="anna@example.org",
+            subject="Anmeldung – Grüße 😀",
+            intent="register",
+            language="de",
+            state="done",
+            outcome="confirmed",
+            reason=None,
+            parsed_json='{"x": 1}',
+            error=None,
+            forwarded_by=None,
+        )
+        answers.append(row)
+        store.update_message(conn, row, NOW + timedelta(seconds=1), attempts=2, error="boom")
+        answers.append(store.message_by_key(conn, "mid:abc"))
+        answers.append(store.message_by_key(conn, "mid:nothing"))
+        anna = Participant(name="Anna Ärger", email="anna@example.org", organisation="ILS")
+        person = store.upsert_participant(conn, anna, "de", NOW)
+        again = store.upsert_participant(conn, Participant(email="anna@example.org"), "en", NOW)
+        answers += [person, again]
+        seat = Seat("anna@example.org", Status.WAITLISTED, NOW - timedelta(hours=1))
+        details = {"lunch": True, "role": "speaker", "notes": "vegan"}
+        first = store._write_registration(conn, person, "ws2", seat, row, NOW, details)
+        seat = Seat("anna@example.org", Status.CONFIRMED, NOW - timedelta(hours=1))
+        second = store._write_registration(conn, person, "ws2", seat, None, NOW, {"lunch": False})
+        answers += [first, second]
+        for key in ("reply:1", "reply:1", "digest:1"):
+            answers.append(
+                store.enqueue(
+                    conn,
+                    key=key,
+                    message_row=row,
+                    purpose="digest" if key.startswith("digest") else "reply:confirmed",
+                    recipients=["anna@example.org", "ben@example.org"],
+                    message_id="<r@example.org>",
+                    raw=b"From: x\r\n\r\n\x00\xff",
+                    now=NOW,
+                )
+            )
+        store.mark_sent(conn, 1, NOW + timedelta(seconds=5))
+        store.mark_sent(conn, 1, NOW + timedelta(seconds=9))  # already sent: nothing changes
+        answers.append(store.replies_to(conn, "ANNA@example.org", NOW - timedelta(days=1)))
+        answers.append(store.replies_to(conn, "anna@example.org", NOW + timedelta(days=1)))
+        answers.append(store.seat_changes(conn))
+    return answers
+
+
+def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as db:
+        return {
+            table.name: db.execute(f"SELECT * FROM {table.name} ORDER BY rowid").fetchall()
+            for table in metadata.sorted_tables
+        }
+
+
+def test_driver_statements_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    fast = Store(f"sqlite:///{tmp_path / 'fast.sqlite3'}")
+    slow = Store(f"sqlite:///{tmp_path / 'slow.sqlite3'}")
+    slow._driver = None  # every statement through Connection.execute, as on other databases
+    try:
+        assert fast._driver is not None
+        assert run_everything(fast) == run_everything(slow)
+    finally:
+        fast.close()
+        slow.close()
+    stored = dump(tmp_path / "fast.sqlite3")
+    assert stored == dump(tmp_path / "slow.sqlite3")
+    assert b"From: x\r\n\r\n\x00\xff" in stored["outbox"][0]
+    assert len(stored["reply_log"]) == 2  # the digest is not counted
+
+
+def test_a_statement_missing_a_value_says_which(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        with pytest.raises(ValueError, match="b_id"), store.transaction() as conn:
+            store._change(conn, _MARK_SENT, {"b_now": NOW})
+    finally:
+        store.close()
