@@ -344,12 +344,12 @@ class Pipeline:
                     results.append((item.mail.uid, _settled_before(row), item))
                     continue
                 try:
-                    with conn.begin_nested():
+                    with self.store.savepoint(conn):
                         outcome = self._settle_one(conn, item, row, uidvalidity, states)
                 except Exception as exc:  # the one place a failing mail is caught
                     # The failed mail may have changed the seats before it failed.
                     states = self.store.event_states(conn, self.config)
-                    with conn.begin_nested():
+                    with self.store.savepoint(conn):
                         outcome = self._record_failure(conn, item, row, uidvalidity, exc)
                 results.append((item.mail.uid, outcome, item))
             changes = self.store.seat_changes(conn)

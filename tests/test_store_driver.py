@@ -107,3 +107,23 @@ def test_a_statement_missing_a_value_says_which(tmp_path: Path) -> None:
             store._change(conn, _MARK_SENT, {"b_now": NOW})
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "sqlalchemy"])
+def test_a_savepoint_undoes_only_the_failing_mail(tmp_path: Path, driver: bool) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    if not driver:
+        store._driver = None
+    try:
+        with store.transaction() as conn:
+            with store.savepoint(conn):
+                store.upsert_participant(conn, Participant(email="a@example.org"), "de", NOW)
+            with pytest.raises(RuntimeError), store.savepoint(conn):
+                store.upsert_participant(conn, Participant(email="b@example.org"), "de", NOW)
+                raise RuntimeError("this mail fails")
+            with store.savepoint(conn):
+                store.upsert_participant(conn, Participant(email="c@example.org"), "de", NOW)
+    finally:
+        store.close()
+    emails = [row[1] for row in dump(tmp_path / "db.sqlite3")["participants"]]
+    assert emails == ["a@example.org", "c@example.org"]

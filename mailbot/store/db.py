@@ -245,6 +245,28 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def savepoint(self, conn: Connection) -> Iterator[None]:
+        """What one failing mail rolls back, inside the batch's transaction.
+
+        On SQLite the SAVEPOINT goes to the driver directly (SQLAlchemy's nested transaction
+        object cost more than the two statements); elsewhere it is `begin_nested`.
+        """
+        if self._driver is None:
+            with conn.begin_nested():
+                yield
+            return
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("SAVEPOINT one_mail")
+        try:
+            yield
+        except BaseException:
+            driver.execute("ROLLBACK TO SAVEPOINT one_mail")
+            driver.execute("RELEASE SAVEPOINT one_mail")
+            raise
+        driver.execute("RELEASE SAVEPOINT one_mail")
+
     # --- the statements of every mail: on SQLite's cursor where the store has one --------
 
     def _insert(self, conn: Connection, statement: Any, values: dict[str, Any]) -> int:
