@@ -104,6 +104,7 @@ def test_split_alternatives_respects_groups_classes_and_escapes() -> None:
 def test_each_alternative_waits_for_its_rarest_word() -> None:
     phrases = Phrases(r"\bmelde[nt]?\s+ab|(?:can|won)['’]?t|\bi\s+would\s+like|\w+x|\d+")
     found = [(part.words, part.lead) for part in phrases.parts]
+    assert [part.source for part in phrases.parts] == split_alternatives(phrases.pattern)
     assert found == [
         (("melde",), 0),
         (("can", "won"), 0),

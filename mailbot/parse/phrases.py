@@ -16,6 +16,7 @@ alternative among those matching there, wins, exactly as in the whole pattern.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class _Part:
     the search starts where the caller's does).
     """
 
-    regex: re.Pattern[str]
+    source: str
     words: tuple[str, ...] | None
     lead: int | None
 
@@ -70,23 +71,23 @@ class Phrases:
     """
 
     def __init__(self, pattern: str, flags: int = re.IGNORECASE) -> None:
-        self.whole = re.compile(pattern, flags)
-        if self.whole.groups:
-            raise ValueError(f"Phrases takes no capturing groups: {pattern[:60]!r}")
         self.pattern = pattern
         self.flags = flags
         self._folding = bool(flags & re.IGNORECASE)
         self.parts: list[_Part] = []
         for alternative in split_alternatives(pattern):
             parsed = sre_parse.parse(alternative, flags)
+            if parsed.state.groups > 1:
+                raise ValueError(f"Phrases takes no capturing groups: {alternative[:60]!r}")
             if parsed.getwidth()[0] == 0:
                 raise ValueError(f"an alternative may match nothing: {alternative!r}")
             words, lead = required_words(parsed)
             if words is not None and self._folding:
                 words = {fold(w) for w in words}
-            self.parts.append(
-                _Part(re.compile(alternative, flags), tuple(sorted(words)) if words else None, lead)
-            )
+            self.parts.append(_Part(alternative, tuple(sorted(words)) if words else None, lead))
+        # Compiled when first needed: most alternatives of most rules never run in a process,
+        # and compiling them all cost every process that parses about 0.1 s at start.
+        self._regexes: list[re.Pattern[str] | None] = [None] * len(self.parts)
         # Each distinct word is looked up once per search, whichever alternatives share it.
         self._words = sorted({w for part in self.parts for w in part.words or ()})
         self._owners: list[list[tuple[int, int | None]]] = [[] for _ in self._words]
@@ -111,10 +112,21 @@ class Phrases:
             start = earliest[index]
             if best is not None and start >= best.start():
                 continue  # it cannot begin further left, and an earlier alternative wins ties
-            found = self.parts[index].regex.search(text, start)
+            found = self._regex(index).search(text, start)
             if found is not None and (best is None or found.start() < best.start()):
                 best = found
         return best
+
+    def _regex(self, index: int) -> re.Pattern[str]:
+        regex = self._regexes[index]
+        if regex is None:
+            regex = self._regexes[index] = re.compile(self.parts[index].source, self.flags)
+        return regex
+
+    @functools.cached_property
+    def whole(self) -> re.Pattern[str]:
+        """The pattern as one regex: what `search` must agree with (tests/test_parse_phrases.py)."""
+        return re.compile(self.pattern, self.flags)
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
         """Non-overlapping matches left to right, as `re.finditer` (no match is empty)."""
