@@ -81,7 +81,8 @@ class ImapInbox:
 
     def open(self) -> None:
         s = self.settings
-        context = self._ssl_context or _tls_context()
+        # Loading the system's certificates costs 30-40 ms: only for a session that uses them.
+        context = None if s.security == "none" else self._ssl_context or _tls_context()
         try:
             client = IMAPClient(
                 s.host,
