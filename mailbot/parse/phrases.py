@@ -95,9 +95,14 @@ class Phrases:
             for word in part.words or ():
                 self._owners[self._words.index(word)].append((index, part.lead))
         self._always = [i for i, part in enumerate(self.parts) if part.words is None]
+        # Most texts a rule is asked about hold none of its words (short lines, mostly): one
+        # scan in C says so, before any per-word work in Python.
+        self._any = None if self._always else re.compile("|".join(map(re.escape, self._words)))
 
     def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
         folded = fold(text) if self._folding else text
+        if self._any is not None and self._any.search(folded, pos) is None:
+            return None
         firsts = [folded.find(word, pos) for word in self._words]
         # Where each alternative can begin at the earliest: candidates in pattern order.
         earliest: dict[int, int] = dict.fromkeys(self._always, pos)
