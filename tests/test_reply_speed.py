@@ -1,0 +1,123 @@
+"""The shortcuts that make composing a reply cheaper (issue 7) show no stale data.
+
+Each is held against the slow way it replaces: the cached base context against a fresh
+build, also after a config reload and after a caller changed what it was given; the
+template snapshot's shortcuts against a plain sandbox and across a template reload.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import REPO, make_config
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailbot.config import Config
+from mailbot.decide.rules import Outcome, ReplyKind
+from mailbot.reply.context import base_context, event_context
+from mailbot.reply.render import (
+    ReplyItem,
+    ReplyRequest,
+    SnapshotEnvironment,
+    render_bodies,
+    trial_templates,
+)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return make_config(tmp_path_factory.mktemp("speed"))
+
+
+def test_base_context_equals_a_fresh_build(config: Config) -> None:
+    for language in ("de", "en"):
+        context = base_context(config, language)
+        assert context["language"] == language
+        assert context["events"] == [event_context(e, config, language) for e in config.events]
+        assert context["venue"] == config.venue.model_dump()
+        organiser = config.organiser.model_dump()
+        assert context["organiser"] == {
+            **organiser,
+            "contact": organiser["contact_name"] or organiser["name"],
+        }
+
+
+def test_base_context_is_a_copy_callers_may_change(config: Config) -> None:
+    """reply_context adds its keys, and a sandboxed template may change a dict or a list: none
+    of it may reach the next reply."""
+    first = base_context(config, "de")
+    pristine = copy.deepcopy(first)
+    first["extra"] = 1
+    first["organiser"]["name"] = "changed"
+    first["organiser"]["digest_to"].append("x@y.example")
+    first["venue"]["name"] = "changed"
+    first["events"][0]["title"] = "changed"
+    first["events"][1]["programme"].append("99:00 changed")
+    first["events"].pop()
+    assert base_context(config, "de") == pristine
+
+
+def test_base_context_follows_a_new_config(config: Config) -> None:
+    before = base_context(config, "de")
+    venue = config.venue.model_copy(update={"name": "Anderer Ort"})
+    events = [e.model_copy(update={"title": f"Neu: {e.title}"}) for e in config.events]
+    reloaded = config.model_copy(update={"venue": venue, "events": events})
+    after = base_context(reloaded, "de")
+    assert after["venue"]["name"] == "Anderer Ort"
+    assert all(e["title"].startswith("Neu: ") for e in after["events"])
+    assert base_context(config, "de") == before
+
+
+def test_snapshot_renders_like_the_plain_sandbox() -> None:
+    """`d.key` on a dict, a key shadowed by a dict method, a nested dict, a string method, and
+    jinja's globals (now a plain dict per template)."""
+    source = (
+        "{{ d.a }}|{{ d.b.c }}|{{ d.items() | list | length }}|{{ d.keys is callable }}"
+        "|{{ d.get('a') }}|{{ s.upper() }}|{{ d['items'] }}|{{ n.a }}"
+        "|{{ range(3) | list }}|{{ dict(x=1) }}|{% set ns = namespace(v=2) %}{{ ns.v }}"
+        "|{% set c = cycler('a', 'b') %}{{ c.next() }}{{ c.next() }}|{{ lipsum is callable }}"
+        "|{% set j = joiner('+') %}{{ j() }}a{{ j() }}b"
+    )
+    data = {
+        "d": {"a": 1, "b": {"c": "<2>"}, "items": "shadowed", "keys": "k"},
+        "s": "text",
+        "n": type("Obj", (), {"a": "attr"})(),
+    }
+    options = {"undefined": StrictUndefined, "autoescape": True}
+    fast = SnapshotEnvironment(**options).from_string(source).render(data)
+    slow = SandboxedEnvironment(**options).from_string(source).render(data)
+    assert fast == slow
+    for env in (SnapshotEnvironment(**options), SandboxedEnvironment(**options)):
+        with pytest.raises(UndefinedError):
+            env.from_string("{{ d.missing }}").render(data)
+
+
+def test_edited_templates_show_only_after_a_reload(tmp_path: Path) -> None:
+    """Compiled templates are kept per snapshot: an edit is seen once the templates are read
+    anew (`trial_templates`, as a reload does), and not before."""
+    folder = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", folder)
+    base = make_config(tmp_path)
+    config = base.model_copy(
+        update={"mailbot": base.mailbot.model_copy(update={"templates": str(folder)})}
+    )
+    person = ("Anna Beispiel", "anna@example.org")
+    request = ReplyRequest(
+        kind=ReplyKind.OUTCOMES,
+        language="de",
+        recipients=[person],
+        items=[ReplyItem(*person, "werkstatt-2", Outcome.CONFIRMED)],
+    )
+    with trial_templates(config):
+        before, _ = render_bodies(request, config)
+    outcome = folder / "de" / "outcomes" / "confirmed.txt.j2"
+    outcome.write_text("Neu bestätigt: {{ item.who }}\n", encoding="utf-8")
+    assert render_bodies(request, config)[0] == before
+    with trial_templates(config):
+        after, _ = render_bodies(request, config)
+    assert "Neu bestätigt: Anna Beispiel" in after and after != before
+    assert render_bodies(request, config)[0] == after
