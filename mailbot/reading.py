@@ -108,6 +108,8 @@ class ReadInline:
 class ReadAhead(ReadInline):
     """Reads batches in a helper process, so the next batch is parsed while this one settles.
 
+    The helper needs about half a second to start (a new interpreter importing the parser);
+    batches submitted before it is up are read here, so the first replies do not wait for it.
     If the helper dies (killed, out of memory), the batch is read here instead and the rest of
     the cycle goes on in this process: a broken helper costs speed, never a mail.
     """
@@ -120,9 +122,10 @@ class ReadAhead(ReadInline):
             initializer=_start_helper,
             initargs=(config,),
         )
+        self.up: Future[None] = self.pool.submit(_ready)  # starts the helper now
 
     def submit(self, mails: Sequence[tuple[FetchedMail, bool]]) -> Pending:
-        if self.pool is None:
+        if self.pool is None or not self.up.done():
             return super().submit(mails)
         try:
             future: Future[list[Reading]] = self.pool.submit(_read_in_helper, list(mails))
@@ -167,6 +170,10 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
+
+
+def _ready() -> None:
+    """The helper's first task: its result says the helper has started."""
 
 
 def _read_in_helper(mails: list[tuple[FetchedMail, bool]]) -> list[Reading]:

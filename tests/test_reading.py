@@ -31,8 +31,25 @@ def test_read_ahead_equals_reading_here(tmp_path: Path) -> None:
     mails = fetched(8)
     reader = ReadAhead(config)
     try:
+        reader.up.result(timeout=60)
         first, second = reader.submit(mails[:4]), reader.submit(mails[4:])
         assert first() + second() == read_inline(config, mails)
+    finally:
+        reader.close()
+
+
+def test_batches_before_the_helper_is_up_are_read_here(tmp_path: Path) -> None:
+    """Starting a helper takes longer than reading a batch: the first replies do not wait."""
+    config = make_config(tmp_path)
+    mails = fetched(4)
+    reader = ReadAhead(config)
+    try:
+        assert not reader.up.done()  # a new interpreter importing the parser: far from ready
+        pending = reader.submit(mails)
+        assert pending.__qualname__.startswith("ReadInline.")  # read here, when asked
+        assert pending() == read_inline(config, mails)
+        reader.up.result(timeout=60)
+        assert not reader.submit(mails).__qualname__.startswith("ReadInline.")
     finally:
         reader.close()
 
@@ -42,7 +59,7 @@ def test_the_helper_shows_its_job_in_ps(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     reader = ReadAhead(config)
     try:
-        reader.submit(fetched(1))()
+        reader.up.result(timeout=60)
         assert reader.pool is not None
         names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in reader.pool._processes]
         assert names == ["mailbot-read"]
@@ -57,7 +74,8 @@ def test_a_dead_helper_is_replaced_by_reading_here(
     mails = fetched(4)
     reader = ReadAhead(config)
     try:
-        assert reader.submit(mails[:1])() == read_inline(config, mails[:1])  # helper is up
+        reader.up.result(timeout=60)
+        assert reader.submit(mails[:1])() == read_inline(config, mails[:1])
         assert reader.pool is not None
         for pid in list(reader.pool._processes):  # the only way to reach the helper
             os.kill(pid, signal.SIGKILL)
@@ -84,7 +102,7 @@ from helpers import make_config
 from mailbot.reading import ReadAhead
 if __name__ == "__main__":
     reader = ReadAhead(make_config(Path({str(tmp_path)!r})))
-    reader.submit([])()
+    reader.up.result(timeout=60)
     print(*reader.pool._processes, flush=True)
     time.sleep(60)
 """
