@@ -76,6 +76,9 @@ class MailbotRun:
     cpu_seconds: float = 0.0
     peak_tree_kib: int = 0  # poll process plus its helper processes, summed
     cpu: dict[str, float] = field(default_factory=dict)  # by part, see ServerCpu and run_child
+    started: float = 0.0  # time.monotonic() at the start
+    first_reply: float = 0.0  # seconds from the start until the sink had the first reply
+    last_reply: float = 0.0  # … and the last one
 
 
 @dataclass
@@ -237,6 +240,7 @@ def run_mailbot(config: Path, database: Path, n: int, work: Path, server: Doveco
     cpu = 0.0
     by_part: dict[str, float] = {}
     servers = ServerCpu(server)
+    started_monotonic = time.monotonic()  # the sink stamps replies with this clock
     started = time.perf_counter()
     while polls < MAX_POLLS:
         polls += 1
@@ -268,7 +272,15 @@ def run_mailbot(config: Path, database: Path, n: int, work: Path, server: Doveco
         cpu_seconds=cpu,
         peak_tree_kib=peak_tree,
         cpu=by_part,
+        started=started_monotonic,
     )
+
+
+def reply_times(sink: SmtpSink, started: float) -> tuple[float, float]:
+    """When the first and the last reply reached the sink, in seconds from `started`: how
+    soon participants hear back, and how long the sending goes on after the last mail."""
+    stamps = [item.at for item in sink.received]
+    return (min(stamps) - started, max(stamps) - started) if stamps else (0.0, 0.0)
 
 
 def profile_child(config_path: Path, out: Path) -> None:
@@ -467,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 fill_seconds = fill(server, n)
                 sink.clear()
                 run = run_mailbot(config, database, n, work, server)
+                run.first_reply, run.last_reply = reply_times(sink, run.started)
                 if len(sink) != run.replies:
                     raise RuntimeError(f"sink got {len(sink)} replies, outbox has {run.replies}")
                 run.reply_bytes = sum(len(raw) for _, raw in outbox_replies(database))
@@ -484,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{run.peak_tree_kib / 1024:.1f} MiB) | "
                     f"limit {limit.seconds:.2f} s (fetch {limit.fetch_seconds:.2f} + send "
                     f"{limit.send_seconds:.2f}; MOVE {limit.move_seconds:.2f}) | "
-                    f"ratio {run.seconds / limit.seconds:.2f}",
+                    f"ratio {run.seconds / limit.seconds:.2f} | replies from "
+                    f"{run.first_reply:.1f} s to {run.last_reply:.1f} s",
                     flush=True,
                 )
             if mailbot_runs:
@@ -524,6 +538,8 @@ def report(
           f"CPU {med([r.cpu_seconds for r in runs]):.1f} s)")  # fmt: skip
     print(f"  ratio mailbot/limit  {med(ratios):8.2f}     (target ≤ 1.5)")
     print(f"  mails per second     {n / mailbot_s:8.1f}     (limit: {n / limit_s:.1f})")
+    print(f"  replies at the sink  from {med([r.first_reply for r in runs]):.1f} s "
+          f"to {med([r.last_reply for r in runs]):.1f} s after the start")  # fmt: skip
     print(f"  peak RSS of mailbot  {max(r.peak_rss_kib for r in runs) / 1024:8.1f} MiB "
           "(largest single process, os.wait4 rusage)")  # fmt: skip
     print(f"  … all its processes  {max(r.peak_tree_kib for r in runs) / 1024:8.1f} MiB "
