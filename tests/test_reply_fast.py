@@ -32,6 +32,23 @@ def test_cached_calendar_is_byte_identical(tmp_path: Path) -> None:
                         count += 1
 
 
+def test_plain_and_odd_organiser_domains_give_the_reference_bytes(tmp_path: Path) -> None:
+    """The PUBLISH lines written without icalendar, and the fallback for a domain that needs
+    escaping or folding."""
+    base = make_config(tmp_path)
+    event = base.event_by_id("werkstatt-2")
+    assert event is not None
+    domains = ["ils-forschung.example", "x" * 60 + ".example", "odd;dom,ain.example"]
+    for domain in domains:
+        organiser = base.organiser.model_copy(update={"address": f"anmeldung@{domain}"})
+        config = base.model_copy(update={"organiser": organiser})
+        assert config.organiser.domain == domain
+        for second in (0, 59, 3600 * 24 * 400 + 1):
+            now = datetime(2018, 1, 5, 23, 59, tzinfo=UTC) + timedelta(seconds=second)
+            args = (event, "a@b.example", "Anna", "PUBLISH", "de", config, now)
+            assert ics.calendar_text(*args) == ics._full_calendar_text(*args)
+
+
 def test_calendar_shell_follows_a_new_config(tmp_path: Path) -> None:
     now = datetime(2018, 1, 5, tzinfo=UTC)
     first = make_config(tmp_path)
