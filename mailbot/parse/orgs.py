@@ -106,13 +106,14 @@ def signature_org(signature: str, own_name: str | None) -> str | None:
         line = raw.strip(" \t-–—|*_")
         pieces = [p.strip(" \t-–—|*_") for p in _SEPARATORS.split(line)]
         scores = [_org_candidate(p, own_name) for p in pieces]
+        whole = scores[0] if pieces == [line] else _org_candidate(line, own_name)
         # Read piece by piece when the line as a whole is no organisation, or when it starts
         # with something weaker (a unit or a job) than what follows; else keep it whole
         # ("Ministerium für Heimat, Kommunales, Bau und …" is one name with commas).
-        if len(pieces) > 1 and (_org_candidate(line, own_name) <= 0 or scores[0] < max(scores)):
+        if len(pieces) > 1 and (whole <= 0 or scores[0] < max(scores)):
             candidates = list(zip(scores, pieces, strict=True))
         else:
-            candidates = [(_org_candidate(line, own_name), line)]
+            candidates = [(whole, line)]
         for score, piece in candidates:
             if score > 0 and (best is None or score > best[0]):
                 best = (score, piece)
