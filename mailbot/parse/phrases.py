@@ -6,12 +6,14 @@ every position of the text, so such a rule costs (characters × alternatives) ev
 one of its words occurs: about a third of a millisecond for an ordinary registration mail, and
 the parser asks a dozen such rules per mail (bench/rush.py, cProfile).
 
-`Phrases` gives the same answers faster. It knows, for each alternative, the literal text
-every match of it begins with ("absagen", "melde", "cannot", …, read from the parsed
-pattern), looks those up in the lower-cased text with `str.find`, and runs only the
-alternatives whose beginning occurs, starting where it occurs. An alternative without such a
-beginning (one that starts with `\\w+`, say) always runs. The leftmost match, and the first
-alternative among those matching there, wins, exactly as in the whole pattern.
+`Phrases` gives the same answers faster. It reads from the parsed pattern, for each
+alternative, a literal word that every match of it contains, the rarest-looking one
+("would" rather than "i" in "i would like"), and how far before that word a match can begin.
+One regex of plain words over the lower-cased text says whether any word occurs at all (for
+most texts, none does); otherwise `str.find` places each word, and only the alternatives
+whose word occurs run, from where a match could begin. An alternative without such a word
+(`\\w+x`) always runs. The leftmost match, and the first alternative among those matching
+there, wins, exactly as in the whole pattern (tests/test_parse_phrases.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 # Case-insensitive matching treats these as "i", "i" and "s"; str.lower() does not (and
 # lower-cases "İ" to two characters, which would shift every position after it).
 _ODD_CASES = {0x130: "i", 0x131: "i", 0x17F: "s"}
-_MAX_BEGINNINGS = 64  # per alternative; beyond that, it simply always runs
+_MAX_WORDS = 64  # spellings of one word, as from (?:can|won)t; more end the word before the group
 
 
 _last_folded: tuple[str, str] = ("", "")
@@ -226,7 +228,7 @@ def _literals(items: list[Any]) -> tuple[set[str], bool]:
             complete = complete and av[0] == av[1] == 1
         else:
             return found, False
-        if len(found) * len(inner) > _MAX_BEGINNINGS:
+        if len(found) * len(inner) > _MAX_WORDS:
             return found, False
         found = {b + i for b in found for i in inner}
         if not complete:
