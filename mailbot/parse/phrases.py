@@ -193,8 +193,11 @@ def required_words(parsed: Any) -> tuple[set[str] | None, int | None]:
     best_at = 0
     for at in range(len(items)):
         words, _complete = _literals(items[at:])
-        words.discard("")
-        if words and (best is None or min(map(len, words)) > min(map(len, best))):
+        if "" in words:
+            # Some matches begin here with no literal at all ("'ll" in (?:will|['’]ll),
+            # "\w+n't" in (?:cannot|\w+n't)): the other spellings are not required.
+            continue
+        if best is None or min(map(len, words)) > min(map(len, best)):
             best, best_at = words, at
     if best is None:
         return None, None
