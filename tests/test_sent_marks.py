@@ -85,3 +85,23 @@ def test_marks_stay_in_memory_while_the_poll_holds_the_lock(tmp_path: Path) -> N
     finally:
         poll.close()
         store.close()
+
+
+def test_old_marks_go_in_between_failing_replies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the time bound was only looked at when a reply succeeded, so after
+    a few successes a stalling server could keep marks in memory until the claim expired and
+    another sender sent those replies again. send_outbox ticks before every reply."""
+    path = tmp_path / "db.sqlite3"
+    store = outbox_store(path, 3)
+    try:
+        marks = SentMarks(store, wait=False)
+        marks.add(1, NOW)
+        marks.tick()
+        assert marks.pending  # young and few: still waiting
+        monkeypatch.setattr(smtp, "MARK_SECONDS", 0.0)
+        marks.tick()  # what send_outbox does before the next reply, which may fail
+        assert marked(path) == 1 and not marks.pending
+    finally:
+        store.close()

@@ -61,8 +61,16 @@ class SentMarks:
         self.pending.append((item_id, at))
         if self.wait:
             self.flush()
-        elif len(self.pending) >= MARK_BATCH or time.monotonic() - self._oldest >= MARK_SECONDS:
-            self.flush(wait=False)
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Write the marks if there are enough, or if they are old: also between replies that
+        fail, so a stalling server never keeps marks waiting until the claim runs out."""
+        if self.pending and (
+            len(self.pending) >= MARK_BATCH or time.monotonic() - self._oldest >= MARK_SECONDS
+        ):
+            self.flush(wait=self.wait)
 
     def flush(self, *, wait: bool = True) -> None:
         if not self.pending:
@@ -142,6 +150,7 @@ async def send_outbox(
             for item in due:
                 if not keep_going():
                     break
+                marks.tick()
                 await _send_one(client, store, item, envelope_from, now, report, marks, settings)
             # Marks first: a claim may hand back our own claimed entries, and one sent but not
             # yet marked would go out twice. (A claim waits for the write lock anyway.)
@@ -149,11 +158,13 @@ async def send_outbox(
             more = keep_going() and report.retried == report.failed == 0
             due = _claim(store, now, hourly_cap) if more else []
     finally:
-        marks.flush()
         try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            client.close()
+            marks.flush()
+        finally:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
     return report
 
 
