@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from mailbot.decide.rules import Seat, Status
 from mailbot.models import Participant
-from mailbot.store.db import _MARK_SENT, Store
+from mailbot.store.db import _INSERT_PARTICIPANT, _MARK_SENT, Store
 from mailbot.store.schema import metadata
 
 NOW = datetime(2018, 2, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -127,3 +128,16 @@ def test_a_savepoint_undoes_only_the_failing_mail(tmp_path: Path, driver: bool) 
         store.close()
     emails = [row[1] for row in dump(tmp_path / "db.sqlite3")["participants"]]
     assert emails == ["a@example.org", "c@example.org"]
+
+
+def test_driver_errors_are_the_exceptions_sqlalchemy_raises(tmp_path: Path) -> None:
+    """Callers catch SQLAlchemy's exceptions (the worker its OperationalError, StoreBusy a
+    lock): a statement failing on the driver raises those too, here an IntegrityError."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        with store.transaction() as conn:
+            store.upsert_participant(conn, Participant(email="a@example.org"), "de", NOW)
+        with pytest.raises(IntegrityError, match="UNIQUE"), store.transaction() as conn:
+            store._insert(conn, _INSERT_PARTICIPANT, {"email": "a@example.org", "created_at": NOW})
+    finally:
+        store.close()

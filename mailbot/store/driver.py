@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import BindParameter
@@ -71,10 +72,17 @@ class DriverStatements:
         params = []
         for name, process in zip(compiled.names, compiled.processors, strict=True):
             value = values[name] if name in values else compiled.fixed[name]
-            params.append(value if process is None or value is None else process(value))
+            params.append(value if process is None else process(value))
         driver = conn.connection.driver_connection
         assert driver is not None
-        return driver.execute(compiled.sql, params)
+        try:
+            return driver.execute(compiled.sql, params)
+        except self.dialect.loaded_dbapi.Error as exc:
+            # As Connection.execute raises it (OperationalError for "database is locked",
+            # IntegrityError …), so callers catch the same exceptions on both paths.
+            raise DBAPIError.instance(
+                compiled.sql, params, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect
+            ) from exc
 
     def insert(self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]) -> int:
         """Run an INSERT; the new row's id."""
