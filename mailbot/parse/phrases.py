@@ -65,20 +65,40 @@ class _Part:
     lead: int | None
 
 
+@dataclass
+class _Plan:
+    """What `search` works from: the alternatives, their compiled regexes (each compiled
+    when it first runs), the distinct words with the alternatives that wait for each, the
+    alternatives that always run, and the one regex of all words (None with any of those)."""
+
+    parts: list[_Part]
+    regexes: list[re.Pattern[str] | None]
+    words: list[str]
+    owners: list[list[tuple[int, int | None]]]
+    always: list[int]
+    any: re.Pattern[str] | None
+
+
 class Phrases:
     """A compiled alternation with a fast `search` (and `finditer`, built on it).
 
     The pattern must have no capturing groups (a match comes from one alternative compiled
-    alone, so group numbers would differ) and no alternative that can match the empty string.
+    alone, so group numbers would differ) and no alternative that can match the empty string;
+    that is checked when the rule is first used (tests/test_parse_phrases.py uses them all).
+    Nothing is parsed or compiled before: every process that imports the parser paid about
+    0.1 s at start for the 47 rules, also a `poll --once` that found no mail.
     """
 
     def __init__(self, pattern: str, flags: int = re.IGNORECASE) -> None:
         self.pattern = pattern
         self.flags = flags
         self._folding = bool(flags & re.IGNORECASE)
-        self.parts: list[_Part] = []
-        for alternative in split_alternatives(pattern):
-            parsed = sre_parse.parse(alternative, flags)
+
+    @functools.cached_property
+    def _plan(self) -> _Plan:
+        parts: list[_Part] = []
+        for alternative in split_alternatives(self.pattern):
+            parsed = sre_parse.parse(alternative, self.flags)
             if parsed.state.groups > 1:
                 raise ValueError(f"Phrases takes no capturing groups: {alternative[:60]!r}")
             if parsed.getwidth()[0] == 0:
@@ -86,31 +106,34 @@ class Phrases:
             words, lead = required_words(parsed)
             if words is not None and self._folding:
                 words = {fold(w) for w in words}
-            self.parts.append(_Part(alternative, tuple(sorted(words)) if words else None, lead))
-        # Compiled when first needed: most alternatives of most rules never run in a process,
-        # and compiling them all cost every process that parses about 0.1 s at start.
-        self._regexes: list[re.Pattern[str] | None] = [None] * len(self.parts)
+            parts.append(_Part(alternative, tuple(sorted(words)) if words else None, lead))
         # Each distinct word is looked up once per search, whichever alternatives share it.
-        self._words = sorted({w for part in self.parts for w in part.words or ()})
-        self._owners: list[list[tuple[int, int | None]]] = [[] for _ in self._words]
-        for index, part in enumerate(self.parts):
+        distinct = sorted({w for part in parts for w in part.words or ()})
+        owners: list[list[tuple[int, int | None]]] = [[] for _ in distinct]
+        for index, part in enumerate(parts):
             for word in part.words or ():
-                self._owners[self._words.index(word)].append((index, part.lead))
-        self._always = [i for i, part in enumerate(self.parts) if part.words is None]
+                owners[distinct.index(word)].append((index, part.lead))
+        always = [i for i, part in enumerate(parts) if part.words is None]
         # Most texts a rule is asked about hold none of its words (short lines, mostly): one
         # scan in C says so, before any per-word work in Python.
-        self._any = None if self._always else re.compile("|".join(map(re.escape, self._words)))
+        gate = None if always else re.compile("|".join(map(re.escape, distinct)))
+        return _Plan(parts, [None] * len(parts), distinct, owners, always, gate)
+
+    @property
+    def parts(self) -> list[_Part]:
+        return self._plan.parts
 
     def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        plan = self._plan
         folded = fold(text) if self._folding else text
-        if self._any is not None and self._any.search(folded, pos) is None:
+        if plan.any is not None and plan.any.search(folded, pos) is None:
             return None
-        firsts = [folded.find(word, pos) for word in self._words]
+        firsts = [folded.find(word, pos) for word in plan.words]
         # Where each alternative can begin at the earliest: candidates in pattern order.
-        earliest: dict[int, int] = dict.fromkeys(self._always, pos)
+        earliest: dict[int, int] = dict.fromkeys(plan.always, pos)
         for word_index, at in enumerate(firsts):
             if at >= 0:
-                for index, lead in self._owners[word_index]:
+                for index, lead in plan.owners[word_index]:
                     begin = pos if lead is None else max(pos, at - lead)
                     if earliest.get(index, begin + 1) > begin:
                         earliest[index] = begin
@@ -119,16 +142,13 @@ class Phrases:
             start = earliest[index]
             if best is not None and start >= best.start():
                 continue  # it cannot begin further left, and an earlier alternative wins ties
-            found = self._regex(index).search(text, start)
+            regex = plan.regexes[index]
+            if regex is None:  # compiled on first need: most alternatives rarely run
+                regex = plan.regexes[index] = re.compile(plan.parts[index].source, self.flags)
+            found = regex.search(text, start)
             if found is not None and (best is None or found.start() < best.start()):
                 best = found
         return best
-
-    def _regex(self, index: int) -> re.Pattern[str]:
-        regex = self._regexes[index]
-        if regex is None:
-            regex = self._regexes[index] = re.compile(self.parts[index].source, self.flags)
-        return regex
 
     @functools.cached_property
     def whole(self) -> re.Pattern[str]:
