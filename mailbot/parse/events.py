@@ -83,7 +83,8 @@ def events(
     negative: list[int] = []
     dated = False
     for sentence in sentences(own):
-        sentence = _LIST_COMMA.sub(r"\1 und ", sentence)
+        if "," in sentence:  # what _LIST_COMMA needs; most sentences have none
+            sentence = _LIST_COMMA.sub(r"\1 und ", sentence)
         named = False
         for clause in clauses(sentence):
             nums = mentions(clause, known)
