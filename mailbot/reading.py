@@ -120,7 +120,7 @@ class ReadAhead(ReadInline):
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # no fork: the worker has threads
             initializer=_start_helper,
-            initargs=(config,),
+            initargs=(config, os.getpid()),
         )
         self.up: Future[None] = self.pool.submit(_ready)  # starts the helper now
 
@@ -154,13 +154,15 @@ class ReadAhead(ReadInline):
 _HELPER_CONFIG: Config | None = None
 
 
-def _start_helper(config: Config) -> None:
+def _start_helper(config: Config, parent: int) -> None:
     global _HELPER_CONFIG
     name_this_process("mailbot-read")
     # Ctrl-C in a terminal reaches the whole process group; it is for the worker, which
     # stops after its batch. (SIGTERM may end the helper: the poll then reads by itself.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    # The parent's pid comes from the parent: a parent killed while this helper was still
+    # starting would otherwise be read here as init's, and the helper would wait forever
+    # (CI runs of the crash test left such orphans).
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _HELPER_CONFIG = config
 

@@ -88,8 +88,10 @@ def test_a_dead_helper_is_replaced_by_reading_here(
         reader.close()
 
 
-def test_the_helper_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
-    """SIGKILL of the worker (OOM killer, systemd) must not leave the helper behind."""
+@pytest.mark.parametrize("when", ["up", "starting"])
+def test_the_helper_leaves_when_its_parent_is_killed(tmp_path: Path, when: str) -> None:
+    """SIGKILL of the worker (OOM killer, systemd) must not leave the helper behind, also
+    when the helper is still starting (it once took init for its parent and stayed)."""
     import subprocess
     import sys
     import time
@@ -102,7 +104,8 @@ from helpers import make_config
 from mailbot.reading import ReadAhead
 if __name__ == "__main__":
     reader = ReadAhead(make_config(Path({str(tmp_path)!r})))
-    reader.up.result(timeout=60)
+    if {when!r} == "up":
+        reader.up.result(timeout=60)
     print(*reader.pool._processes, flush=True)
     time.sleep(60)
 """
@@ -117,4 +120,7 @@ if __name__ == "__main__":
             break  # ended; a zombie until init reaps it
         time.sleep(0.2)
     else:
-        assert not Path(f"/proc/{helper}").exists(), "the helper outlived its parent"
+        outlived = Path(f"/proc/{helper}").exists()
+        if outlived:
+            os.kill(helper, signal.SIGKILL)  # not left behind by a failing test either
+        assert not outlived, "the helper outlived its parent"
