@@ -59,16 +59,16 @@ class SentMarks:
         if not self.pending:
             self._oldest = time.monotonic()
         self.pending.append((item_id, at))
-        if self.wait:
-            self.flush()
-        else:
-            self.tick()
+        self.tick()
 
     def tick(self) -> None:
-        """Write the marks if there are enough, or if they are old: also between replies that
-        fail, so a stalling server never keeps marks waiting until the claim runs out."""
+        """Write the marks now (`wait`), or if there are enough or they are old: also between
+        replies that fail, so a stalling server never keeps marks waiting until the claim runs
+        out."""
         if self.pending and (
-            len(self.pending) >= MARK_BATCH or time.monotonic() - self._oldest >= MARK_SECONDS
+            self.wait
+            or len(self.pending) >= MARK_BATCH
+            or time.monotonic() - self._oldest >= MARK_SECONDS
         ):
             self.flush(wait=self.wait)
 

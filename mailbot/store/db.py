@@ -165,7 +165,7 @@ class Store:
         with self.transaction() as conn:
             for name in RETIRED_INDEXES:
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
-            if self.engine.dialect.name == "sqlite":
+            if sqlite:
                 self._count_seat_changes(conn)
             self._fill_reply_log(conn)
             versions = [row.version for row in conn.execute(select(schema_info))]
@@ -263,9 +263,9 @@ class Store:
             yield
         except BaseException:
             driver.execute("ROLLBACK TO SAVEPOINT one_mail")
-            driver.execute("RELEASE SAVEPOINT one_mail")
             raise
-        driver.execute("RELEASE SAVEPOINT one_mail")
+        finally:
+            driver.execute("RELEASE SAVEPOINT one_mail")
 
     # --- the statements of every mail: on SQLite's cursor where the store has one --------
 
