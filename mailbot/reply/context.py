@@ -8,8 +8,9 @@ line here, before any template (or header) sees them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from babel.dates import format_date, format_time
 
@@ -104,31 +105,50 @@ def _copied(part: _Part) -> dict[str, Any]:
     return copy
 
 
-_BUILT: dict[tuple[int, str], tuple[Config, _Built]] = {}
-_BUILT_MAX = 64
+Value = TypeVar("Value")
+
+
+class ByIdentity(Generic[Value]):
+    """Values built from objects (a config, a template snapshot, an event) and plain keys.
+
+    The objects count by identity, and each entry holds them, so an id is never reused while
+    its entry exists: a reloaded config or a new template snapshot (new objects) gets values of
+    its own, never stale ones. At `limit` entries the cache starts afresh.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._entries: dict[tuple[Hashable, ...], tuple[tuple[object, ...], Value]] = {}
+
+    def get(
+        self, objects: tuple[object, ...], keys: tuple[Hashable, ...], build: Callable[[], Value]
+    ) -> Value:
+        key = (*map(id, objects), *keys)
+        found = self._entries.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], objects, strict=True)):
+            return found[1]
+        value = build()
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = (objects, value)
+        return value
+
+
+_BUILT: ByIdentity[_Built] = ByIdentity()
 
 
 def _built_context(config: Config, language: str) -> _Built:
-    """Organiser, venue and events of `config` in `language`, built on first use; only ever
-    handed out as copies.
+    """Organiser, venue and events of `config` in `language`, built once per config (a config
+    is frozen; this part depends on nothing else, not on the templates); only ever handed out
+    as copies."""
 
-    The key holds the config by identity and the entry keeps it alive, so an id is never
-    reused while its entry exists: a reloaded config (a new object) gets a context of its own.
-    A config is frozen, and this part of the context depends on nothing else (not on the
-    templates, so a template reload needs no new one).
-    """
-    key = (id(config), language)
-    found = _BUILT.get(key)
-    if found is not None and found[0] is config:
-        return found[1]
-    organiser = config.organiser.model_dump()
-    organiser["contact"] = organiser["contact_name"] or organiser["name"]
-    built = (
-        _part(organiser),
-        _part(config.venue.model_dump()),
-        [_part(event_context(e, config, language)) for e in config.events],
-    )
-    if len(_BUILT) >= _BUILT_MAX:
-        _BUILT.clear()
-    _BUILT[key] = (config, built)
-    return built
+    def build() -> _Built:
+        organiser = config.organiser.model_dump()
+        organiser["contact"] = organiser["contact_name"] or organiser["name"]
+        return (
+            _part(organiser),
+            _part(config.venue.model_dump()),
+            [_part(event_context(e, config, language)) for e in config.events],
+        )
+
+    return _BUILT.get((config,), (language,), build)

@@ -23,7 +23,14 @@ from datetime import UTC, date, datetime
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from mailbot.config import Config, EventSettings
-from mailbot.reply.context import SEATED, base_context, event_context, language_of, one_line
+from mailbot.reply.context import (
+    SEATED,
+    ByIdentity,
+    base_context,
+    event_context,
+    language_of,
+    one_line,
+)
 from mailbot.reply.render import ReplyItem, ReplyRequest, environment, render_template
 
 PRODID = "-//mailbot//registration replies//DE"
@@ -201,27 +208,18 @@ def _person_lines(
 
 
 _PLAIN_UID = re.compile(r"[0-9a-f]{32}@[A-Za-z0-9.-]+")
-_SHELLS: dict[tuple[int, int, int, str, str], tuple[object, object, object, str, str]] = {}
-_SHELLS_MAX = 64
+_SHELLS: ByIdentity[tuple[str, str]] = ByIdentity()
 _SPLIT_AT = "\r\nDESCRIPTION:"
 
 
 def _shell(event: EventSettings, method: str, language: str, config: Config) -> tuple[str, str]:
-    """The calendar without the per-person lines, split where they go; built once per key.
+    """The calendar without the per-person lines, split where they go; built once per config,
+    template snapshot, event, method and language (`ByIdentity`: a reloaded config or new
+    templates get a new shell, never a stale one)."""
 
-    The key holds the config, the template snapshot and the event by identity (and keeps them
-    alive, so an id is never reused while its entry exists): a reloaded config or a new
-    template snapshot gets a new shell, never a stale one.
-    """
-    templates = environment(config)
-    key = (id(config), id(templates), id(event), method, language)
-    found = _SHELLS.get(key)
-    if found is not None and found[0] is config and found[1] is templates and found[2] is event:
-        return found[3], found[4]
-    text = _calendar(event, method, language, config).to_ical().decode("utf-8")
-    cut = text.index(_SPLIT_AT) + 2
-    head, tail = text[:cut], text[cut:]
-    if len(_SHELLS) >= _SHELLS_MAX:
-        _SHELLS.clear()
-    _SHELLS[key] = (config, templates, event, head, tail)
-    return head, tail
+    def build() -> tuple[str, str]:
+        text = _calendar(event, method, language, config).to_ical().decode("utf-8")
+        cut = text.index(_SPLIT_AT) + 2
+        return text[:cut], text[cut:]
+
+    return _SHELLS.get((config, environment(config), event), (method, language), build)
