@@ -117,7 +117,7 @@ def cmd_poll(args: argparse.Namespace, config: Config) -> int:
     store = Store(config.database_url)
     pipeline = Pipeline(config, store)
     try:
-        report = asyncio.run(pipeline.cycle())
+        report = pipeline.cycle_here()
     except InboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -103,15 +102,30 @@ class Pipeline:
         self.registrar.config = config
 
     async def cycle(self) -> CycleReport:
+        """One cycle in the worker: the poll runs in a thread, so the loop keeps serving."""
         try:
             report = await asyncio.to_thread(self.poll_inbox)
-        except InboxError:
-            # The mailbox is down, not the mail server: replies already queued still go out.
-            if not isinstance(sys.exc_info()[1], MailboxBusy):
-                await self.send()
+        except InboxError as exc:
+            await self._send_unless_busy(exc)
             raise
         report.send = await self.send()
         return report
+
+    def cycle_here(self) -> CycleReport:
+        """One cycle in this thread, for `poll --once`: no event loop and no other thread
+        exists while the poll runs, so its helper processes are forked (mailbot/helpers.py)."""
+        try:
+            report = self.poll_inbox()
+        except InboxError as exc:
+            asyncio.run(self._send_unless_busy(exc))
+            raise
+        report.send = asyncio.run(self.send())
+        return report
+
+    async def _send_unless_busy(self, problem: InboxError) -> None:
+        # The mailbox is down, not the mail server: replies already queued still go out.
+        if not isinstance(problem, MailboxBusy):
+            await self.send()
 
     async def send(self) -> SendReport:
         # One sender at a time: the poll and the digest job both send, and two concurrent
@@ -182,12 +196,14 @@ class Pipeline:
             uids = inbox.new_uids(last_uid)
             batches = [uids[i : i + imap.batch_size] for i in range(0, len(uids), imap.batch_size)]
             helpers = self._helpers_for(len(batches))
-            reader = ReadAhead(self.config) if helpers else ReadInline(self.config)
-            try:
-                with sending_alongside(self.config) if helpers else nullcontext():
+            # The sender first: the read-ahead pool starts a thread, after which a helper can
+            # no longer be forked (mailbot/helpers.py).
+            with sending_alongside(self.config) if helpers else nullcontext():
+                reader = ReadAhead(self.config) if helpers else ReadInline(self.config)
+                try:
                     last_uid = self._handle_batches(inbox, batches, reader, last_uid, report)
-            finally:
-                reader.close()
+                finally:
+                    reader.close()
             if not uids:
                 with self.store.transaction() as conn:
                     self.store.save_progress(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -23,10 +22,10 @@ from datetime import datetime
 
 from mailbot.config import Config
 from mailbot.forward import unwrap_forward
+from mailbot.helpers import helper_context, name_this_process
 from mailbot.inbox.imap import FetchedMail
 from mailbot.models import ParsedMail
 from mailbot.parse import parse_mail
-from mailbot.procname import name_this_process
 
 log = logging.getLogger("mailbot")
 
@@ -108,8 +107,9 @@ class ReadInline:
 class ReadAhead(ReadInline):
     """Reads batches in a helper process, so the next batch is parsed while this one settles.
 
-    The helper needs about half a second to start (a new interpreter importing the parser);
-    batches submitted before it is up are read here, so the first replies do not wait for it.
+    A spawned helper needs about half a second to start (a new interpreter importing the
+    parser; see mailbot/helpers.py for when it is forked instead); batches submitted before it
+    is up are read here, so the first replies do not wait for it.
     If the helper dies (killed, out of memory), the batch is read here instead and the rest of
     the cycle goes on in this process: a broken helper costs speed, never a mail.
     """
@@ -118,7 +118,7 @@ class ReadAhead(ReadInline):
         super().__init__(config)
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),  # no fork: the worker has threads
+            mp_context=helper_context(),
             initializer=_start_helper,
             initargs=(config, os.getpid()),
         )

@@ -9,14 +9,22 @@ seats the pipeline keeps from one batch to the next never hide a change made els
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, register, run_cycle, server_config
+from helpers import JAN, db_rows, register, run_cycle, server_config, server_config_file
 from servers import Dovecot, SmtpSink
 
-from mailbot.config import Config
+from mailbot.config import Config, load_config
+from mailbot.helpers import helper_context
 from mailbot.store.schema import messages, outbox
 
 MAILS = 200  # enough that the backlog outlasts the start of the second process (~1 s)
@@ -172,3 +180,80 @@ def test_kept_seats_order_ties_as_a_fresh_read_does(
     finally:
         store.close()
     assert kept == fresh == ["bernd@example.org", "clara@example.org"]
+
+
+def test_poll_once_forks_its_helpers_and_still_answers_each_mail_once(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """`mailbot poll --once` polls in its only thread, so its helpers are forked (started in
+    milliseconds, everything imported: mailbot/helpers.py); the rules above hold the same.
+    (In this test process the SMTP sink runs in a thread: here they would be spawned.)"""
+    config_file = server_config_file(
+        tmp_path, dovecot, smtp_sink, **{"batch_size = 50": "batch_size = 5"}
+    )
+    fill(dovecot)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbot", "poll", "--once", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{MAILS} mails handled" in result.stdout
+    assert re.search(r"sending alongside the poll \(process \d+, forked\)", result.stderr)
+    config = load_config(config_file)
+    assert_each_reply_once(config, smtp_sink)
+    first_sent = min(r.sent_at for r in db_rows(config, outbox))
+    last_recorded = max(m.created_at for m in db_rows(config, messages))
+    assert first_sent < last_recorded, "replies left only after the whole backlog"
+
+
+def test_helpers_are_forked_only_while_this_process_has_one_thread() -> None:
+    alone = "from mailbot.helpers import helper_context as h; print(h().get_start_method())"
+    method = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True)
+    assert method.stdout.strip() == "fork", method.stderr
+    ready, stop = threading.Event(), threading.Event()
+    other = threading.Thread(target=lambda: (ready.set(), stop.wait(10)))
+    other.start()
+    try:
+        ready.wait(10)
+        assert helper_context().get_start_method() == "spawn"
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_forked_sender_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """It learns of its parent's death from the end of their pipe, which never comes while
+    the forked child still holds the parent's copy of that pipe (it closes it)."""
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from mailbot.cli import setup_logging
+from mailbot.send.background import sending_alongside
+from mailbot.store.db import Store
+config = make_config(Path({str(tmp_path)!r}))
+Store(config.database_url).close()
+setup_logging(verbose=False)
+with sending_alongside(config):
+    time.sleep(60)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    assert parent.stderr is not None
+    started = re.search(r"process (\d+), (\w+)\)", parent.stderr.readline())
+    assert started is not None and started[2] == "forked"
+    sender = int(started[1])
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{sender}").exists():
+        if Path(f"/proc/{sender}/stat").read_text().split()[2] == "Z":
+            break  # ended; a zombie until init reaps it
+        time.sleep(0.2)
+    else:
+        outlived = Path(f"/proc/{sender}").exists()
+        if outlived:
+            os.kill(sender, signal.SIGKILL)  # not left behind by a failing test either
+        assert not outlived, "the sender outlived its parent"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,7 +25,7 @@ from multiprocessing.connection import Connection
 
 from mailbot.clock import utc_now
 from mailbot.config import Config
-from mailbot.procname import name_this_process
+from mailbot.helpers import helper_context, name_this_process
 from mailbot.send.smtp import send_outbox
 from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
@@ -38,15 +37,25 @@ IDLE_SECONDS = 0.2  # how often an idle sender looks for new replies
 @contextmanager
 def sending_alongside(config: Config) -> Iterator[None]:
     """Run a sender process for the duration of the `with` block, then stop it cleanly."""
-    context = multiprocessing.get_context("spawn")  # no fork: the worker has threads
+    context = helper_context()
     parent_end, child_end = context.Pipe()
     level = logging.getLogger("mailbot").getEffectiveLevel()
+    # A forked child holds a copy of the parent's end too: it closes it, or the pipe would
+    # never end when the parent dies.
+    inherited = parent_end if context.get_start_method() == "fork" else None
     process = context.Process(
-        target=_main, args=(config, level, child_end), name="mailbot-sender", daemon=True
+        target=_main,
+        args=(config, level, child_end, inherited),
+        name="mailbot-sender",
+        daemon=True,
     )
     process.start()
     child_end.close()
-    log.info("sending alongside the poll (process %s)", process.pid)
+    log.info(
+        "sending alongside the poll (process %s, %s)",
+        process.pid,
+        "forked" if inherited is not None else "spawned",
+    )
     try:
         yield
     finally:
@@ -63,7 +72,9 @@ def sending_alongside(config: Config) -> Iterator[None]:
         parent_end.close()
 
 
-def _main(config: Config, level: int, pipe: Connection) -> None:
+def _main(config: Config, level: int, pipe: Connection, inherited: Connection | None) -> None:
+    if inherited is not None:
+        inherited.close()
     name_this_process("mailbot-send")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
