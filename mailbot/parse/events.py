@@ -62,11 +62,18 @@ def _numbers(span: str) -> list[int]:
     return out
 
 
+# Every match of the three list patterns holds a digit or an ordinal word: most clauses have
+# neither, and one scan says so (same flags, so the same case folding).
+_NUMBERED = re.compile(r"[1-9]|erste|zweite|dritte|vierte|first|second|third|fourth", _I)
+
+
 def mentions(text: str, known: tuple[int, ...]) -> list[int]:
     """Workshop numbers named in `text` (all known ones for "alle vier")."""
     found: list[int] = []
     if _ALL.search(text):
         found.extend(known)
+    if not _NUMBERED.search(text):
+        return [n for n in found if n in known]
     for pattern in (_LIST_BEFORE, _LIST_AFTER, _ELLIPTIC):
         for match in pattern.finditer(text):
             found.extend(_numbers(match.group(1)))

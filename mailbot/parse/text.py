@@ -7,6 +7,7 @@ plain text breaks one sentence over several lines. These helpers keep such units
 
 from __future__ import annotations
 
+import functools
 import re
 
 _ABBREV = frozenset(
@@ -82,8 +83,13 @@ def unwrap(text: str) -> str:
     return "\n".join(out)
 
 
-def sentences(text: str) -> list[str]:
-    """Split into sentences; abbreviations, dates and ordinals ("2. Werkstatt") stay inside."""
+@functools.lru_cache(maxsize=16)
+def sentences(text: str) -> tuple[str, ...]:
+    """Split into sentences; abbreviations, dates and ordinals ("2. Werkstatt") stay inside.
+
+    Kept for the last texts: the rules of one mail ask for the sentences of the same text up
+    to five times (events, details, intent).
+    """
     result: list[str] = []
     for block in unwrap(text).split("\n"):
         block = block.strip()
@@ -103,7 +109,7 @@ def sentences(text: str) -> list[str]:
         tail = block[start:].strip()
         if tail:
             result.append(tail)
-    return result
+    return tuple(result)
 
 
 def clauses(sentence: str) -> list[str]:
