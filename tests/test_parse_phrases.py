@@ -20,13 +20,17 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def all_phrases() -> list[tuple[str, Phrases]]:
     found = []
-    for module_info in pkgutil.iter_modules(mailbot.parse.__path__):
-        module = importlib.import_module(f"mailbot.parse.{module_info.name}")
+    modules = [mailbot.parse] + [
+        importlib.import_module(f"mailbot.parse.{info.name}")
+        for info in pkgutil.iter_modules(mailbot.parse.__path__)
+    ]
+    for module in modules:
+        short = module.__name__.removeprefix("mailbot.parse").lstrip(".") or "parse"
         for name, value in vars(module).items():
             if isinstance(value, Phrases):
-                found.append((f"{module_info.name}.{name}", value))
+                found.append((f"{short}.{name}", value))
             elif isinstance(value, list) and value and all(isinstance(v, Phrases) for v in value):
-                found += [(f"{module_info.name}.{name}[{i}]", v) for i, v in enumerate(value)]
+                found += [(f"{short}.{name}[{i}]", v) for i, v in enumerate(value)]
     return found
 
 

@@ -20,7 +20,16 @@ from mailbot.parse.attachments import attached_mails, attachment_names
 from mailbot.parse.autoreply import auto_reply_reason, is_bounce
 from mailbot.parse.language import language
 from mailbot.parse.machine import bounced_addresses
-from mailbot.parse.mime import MAX_DEPTH, addresses, body_text, header, parse_bytes, too_deep
+from mailbot.parse.mime import (
+    MAX_DEPTH,
+    addresses,
+    body_text,
+    has_header,
+    header,
+    parse_bytes,
+    too_deep,
+)
+from mailbot.parse.phrases import Phrases
 from mailbot.parse.quotes import body_without_signature, split_quoted
 
 __all__ = ["auto_reply_reason", "bounced_addresses", "is_bounce", "parse_mail"]
@@ -29,10 +38,9 @@ MAX_OWN_CHARS = 30_000  # a registration is short; more text only costs time
 MAX_SPLIT_CHARS = 60_000  # own words (30k) and a forwarded part (20k) lie within this
 MAX_FORWARD_DEPTH = 3  # a forward of a forward of a forward is read; deeper nesting is not
 ACTIONABLE = (Intent.REGISTER, Intent.CANCEL, Intent.UPDATE)
-_FORWARD_WORDS = re.compile(
+_FORWARD_WORDS = Phrases(
     r"weiterleit|leite\w*\s+(?:\w+\s+){0,8}?weiter\b|\bforward|\banbei\b|\bim\s+anhang\b|"
     r"\battached\b|\bbeigefügt",
-    re.IGNORECASE,
 )
 _POINTS_TO_ATTACHMENT = re.compile(
     r"\banbei\b|\bim\s+anhang\b|\battached\b|\battachment\b|\bbeigefügt|\bformular\b|\bform\b",
@@ -67,7 +75,7 @@ def _headers(msg: Message, reason: str | None) -> MailHeaders:
     sender = addresses(msg, "From")
     reply_to = addresses(msg, "Reply-To")
     rp_raw = header(msg, "Return-Path")
-    if msg.get("Return-Path") is None:
+    if not has_header(msg, "Return-Path"):
         return_path = None
     elif re.fullmatch(r"\s*<\s*>\s*", rp_raw):
         return_path = ""

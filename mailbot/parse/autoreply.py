@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from email.message import Message
 
-from mailbot.parse.mime import addresses, body_text, content_type, header, iter_parts
+from mailbot.parse.mime import (
+    addresses,
+    body_text,
+    content_type,
+    has_header,
+    header,
+    iter_parts,
+)
 
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer-daemon|mailer_daemon|post_?master|listserv|majordomo|owner-.+|.+-request|"
@@ -57,8 +64,7 @@ def _local_part(address: str) -> str:
 
 
 def _return_path(msg: Message) -> str | None:
-    raw = msg.get("Return-Path")
-    if raw is None:
+    if not has_header(msg, "Return-Path"):
         return None
     return header(msg, "Return-Path")
 
@@ -101,15 +107,15 @@ def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | 
     if hit:
         return f"X-Auto-Response-Suppress: {sorted(hit)[0]}"
     for name in _AUTOREPLY_HEADERS:
-        if msg.get(name) is not None:
+        if has_header(msg, name):
             return f"{name} header"
-    if own:
+    if own and has_header(msg, "X-Loop"):
         for value in msg.get_all("X-Loop", []):
             if any(address in str(value).lower() for address in own):
                 return "X-Loop names us"
     if content_type(msg) == "multipart/report":
         return "multipart/report"
-    if msg.get("X-MS-Exchange-Inbox-Rules-Loop") is not None:
+    if has_header(msg, "X-MS-Exchange-Inbox-Rules-Loop"):
         return "X-MS-Exchange-Inbox-Rules-Loop header"
     return None
 

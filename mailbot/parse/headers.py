@@ -82,10 +82,26 @@ def _decode(value: object) -> str:
 
 def header(msg: Message, name: str) -> str:
     """The first `name` header of `msg`, decoded ("" when absent or unreadable)."""
-    try:
-        return decode_header_value(msg.get(name))
-    except Exception:
+    if not has_header(msg, name):
         return ""
+    cache = _memo(msg)
+    key = ("header", name.lower())
+    if key not in cache:
+        try:
+            cache[key] = decode_header_value(msg.get(name))
+        except Exception:
+            cache[key] = ""
+    return cache[key]  # type: ignore[return-value]
+
+
+def has_header(msg: Message, name: str) -> bool:
+    """Whether `msg` has a `name` header. Most headers the rules ask about are absent, and
+    `Message.get` finds that out by lower-casing every header name, for every question."""
+    cache = _memo(msg)
+    names = cache.get(("names", ""))
+    if names is None:
+        names = cache[("names", "")] = frozenset(key.lower() for key in msg)
+    return name.lower() in names  # type: ignore[operator]
 
 
 def _memo(obj: Message) -> dict[tuple[str, str], object]:
@@ -152,6 +168,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
     like "victim@evil.example <kai@example.org>" or an encoded word hiding "\\r\\nBcc: …"
     must never become the address mailbot answers.
     """
+    if not has_header(msg, name):
+        return []
     try:
         values = [_header_str(v) for v in msg.get_all(name, [])]
     except Exception:

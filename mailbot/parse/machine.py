@@ -26,7 +26,7 @@ from mailbot.parse.autoreply import (
 from mailbot.parse.autoreply import (
     bounced_addresses as _header_bounced,
 )
-from mailbot.parse.mime import header
+from mailbot.parse.mime import has_header, header
 from mailbot.parse.phrases import Phrases
 from mailbot.parse.validate import valid_address
 
@@ -70,8 +70,8 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
     if (
         auto.startswith("auto-replied")
         or precedence == "auto_reply"
-        or any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
-        or msg.get("X-MS-Exchange-Inbox-Rules-Loop") is not None
+        or any(has_header(msg, h) for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
+        or has_header(msg, "X-MS-Exchange-Inbox-Rules-Loop")
     ):
         return Intent.BOUNCE if _BOUNCE_BODY.search(text[:5000]) and not auto else Intent.AUTOREPLY
     if reason and _DAEMON_REASON.search(reason):
@@ -111,11 +111,14 @@ _OOO_CUES = (
     r"\b(?:for|in)\s+urgent\s+(?:matters|cases|enquiries|inquiries)",
 )
 _OOO = [Phrases(cue) for cue in _OOO_CUES]
+_ANY_OOO = Phrases("|".join(_OOO_CUES))  # one scan for the usual answer: no cue at all
 
 
 def human_autoreply(own: str) -> bool:
     """An out-of-office note without auto-reply headers (read from the sender's own text)."""
     text = own[:3000]
+    if not _ANY_OOO.search(text):
+        return False
     hits = sum(1 for cue in _OOO if cue.search(text))
     if not hits or (hits < 2 and len(text) > 400):
         return False

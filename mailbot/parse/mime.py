@@ -19,6 +19,7 @@ from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.headers import _memo, _unsurrogate
 from mailbot.parse.headers import addresses as addresses  # re-exported: parse.mime is the API
 from mailbot.parse.headers import decode_header_value as decode_header_value
+from mailbot.parse.headers import has_header as has_header
 from mailbot.parse.headers import header as header
 from mailbot.parse.htmltext import html_to_text
 
@@ -60,6 +61,8 @@ def content_type(part: Message) -> str:
 def is_attachment(part: Message) -> bool:
     try:
         disposition = str(part.get("Content-Disposition", "")).lower()
+        if not disposition and "name" not in str(part.get("Content-Type", "")).lower():
+            return False  # no file name anywhere: what get_filename would find out, slowly
         return disposition.startswith("attachment") or (
             bool(part.get_filename()) and not disposition.startswith("inline")
         )
