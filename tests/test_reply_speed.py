@@ -8,7 +8,10 @@ template snapshot's shortcuts against a plain sandbox and across a template relo
 from __future__ import annotations
 
 import copy
+import random
 import shutil
+import string
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailbot.config import Config
 from mailbot.decide.rules import Outcome, ReplyKind
+from mailbot.reply.compose import _DOT_ATOM
 from mailbot.reply.context import base_context, event_context
 from mailbot.reply.render import (
     ReplyItem,
@@ -121,3 +125,20 @@ def test_edited_templates_show_only_after_a_reload(tmp_path: Path) -> None:
         after, _ = render_bodies(request, config)
     assert "Neu bestätigt: Anna Beispiel" in after and after != before
     assert render_bodies(request, config)[0] == after
+
+
+def test_plain_addresses_skip_parseaddr_without_changing_the_answer() -> None:
+    """`_answerable` takes a dot-atom address as it is; parseaddr must agree for every one."""
+    atext = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-."
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(20_000):
+        local = "".join(rng.choice(atext) for _ in range(rng.randint(1, 12)))
+        domain = "".join(rng.choice(string.ascii_letters + "-.0") for _ in range(rng.randint(1, 9)))
+        address = f"{local}@{domain}"
+        if _DOT_ATOM.fullmatch(address):
+            checked += 1
+            assert parseaddr(address)[1] == address
+    assert checked > 10_000
+    for odd in ('"a b"@example.org', "a@b@example.org", "a(x)@example.org", "a..b@example.org"):
+        assert not _DOT_ATOM.fullmatch(odd)

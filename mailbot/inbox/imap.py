@@ -183,7 +183,10 @@ class ImapInbox:
 
     def mark_seen(self, uids: Sequence[int]) -> None:
         if uids:
-            self._guard(lambda: self.client.add_flags(list(uids), [b"\\Seen"]), "STORE")
+            # .SILENT: the server does not echo every message's new flags (parsed for nothing).
+            self._guard(
+                lambda: self.client.add_flags(list(uids), [b"\\Seen"], silent=True), "STORE"
+            )
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         """MOVE where the server has it, else COPY + \\Deleted + (UID) EXPUNGE of just these UIDs."""
@@ -197,7 +200,7 @@ class ImapInbox:
                 self.client.move(uid_list, folder)
                 return
             self.client.copy(uid_list, folder)
-            self.client.add_flags(uid_list, [b"\\Deleted"])
+            self.client.add_flags(uid_list, [b"\\Deleted"], silent=True)
             if self.client.has_capability("UIDPLUS"):
                 self.client.uid_expunge(uid_list)
             else:

@@ -6,6 +6,7 @@ person promoted from a waiting list.
 
 from __future__ import annotations
 
+import re
 from email.utils import parseaddr
 
 from mailbot.config import Config, EventSettings
@@ -79,8 +80,16 @@ def _recipients(
     return [(name, address) for address, name in found.items() if _answerable(address, config)]
 
 
+# A dot-atom address: what parseaddr would hand back unchanged, found without its tokenizer
+# (a third of composing's address work).
+_DOT_ATOM = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
 def _answerable(address: str, config: Config) -> bool:
-    _, addr = parseaddr(address)
+    addr = address if _DOT_ATOM.fullmatch(address) else parseaddr(address)[1]
     if "@" not in addr or addr != address or addr in config.own_addresses:
         return False
     local = addr.split("@", 1)[0]
