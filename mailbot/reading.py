@@ -19,13 +19,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.context import BaseContext
 
 from mailbot.config import Config
 from mailbot.forward import unwrap_forward
 from mailbot.helpers import helper_context, name_this_process
 from mailbot.inbox.imap import FetchedMail
 from mailbot.models import ParsedMail
-from mailbot.parse import parse_mail
 
 log = logging.getLogger("mailbot")
 
@@ -41,7 +41,13 @@ class Reading:
 
 
 def parse_for(config: Config, raw: bytes) -> ParsedMail:
-    """`parse_mail` with what the config knows: the events and our own addresses."""
+    """`parse_mail` with what the config knows: the events and our own addresses.
+
+    The parser is imported on first use: a forked read-ahead helper imports it while the poll
+    imports the rest (mailbot/helpers.py), and a poll that finds no mail never needs it.
+    """
+    from mailbot.parse import parse_mail
+
     return parse_mail(
         raw,
         default_event=config.current_event.number,
@@ -108,24 +114,28 @@ class ReadAhead(ReadInline):
     """Reads batches in a helper process, so the next batch is parsed while this one settles.
 
     A spawned helper needs about half a second to start (a new interpreter importing the
-    parser; see mailbot/helpers.py for when it is forked instead); batches submitted before it
-    is up are read here, so the first replies do not wait for it.
+    parser), so batches submitted before it is up are read here and the first replies do not
+    wait for it. A forked one (mailbot/helpers.py) is up at once and gets every batch.
     If the helper dies (killed, out of memory), the batch is read here instead and the rest of
     the cycle goes on in this process: a broken helper costs speed, never a mail.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, context: BaseContext | None = None) -> None:
         super().__init__(config)
+        context = context or helper_context()
+        # A forked helper is up at once and imports the parser itself, while this process
+        # goes on: reading here before it is up would only import the parser twice.
+        self.read_here_until_up = context.get_start_method() != "fork"
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=1,
-            mp_context=helper_context(),
+            mp_context=context,
             initializer=_start_helper,
             initargs=(config, os.getpid()),
         )
         self.up: Future[None] = self.pool.submit(_ready)  # starts the helper now
 
     def submit(self, mails: Sequence[tuple[FetchedMail, bool]]) -> Pending:
-        if self.pool is None or not self.up.done():
+        if self.pool is None or (self.read_here_until_up and not self.up.done()):
             return super().submit(mails)
         try:
             future: Future[list[Reading]] = self.pool.submit(_read_in_helper, list(mails))

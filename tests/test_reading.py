@@ -4,6 +4,7 @@ that dies costs speed, never a mail."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 from datetime import timedelta
@@ -42,7 +43,7 @@ def test_batches_before_the_helper_is_up_are_read_here(tmp_path: Path) -> None:
     """Starting a helper takes longer than reading a batch: the first replies do not wait."""
     config = make_config(tmp_path)
     mails = fetched(4)
-    reader = ReadAhead(config)
+    reader = ReadAhead(config, multiprocessing.get_context("spawn"))
     try:
         assert not reader.up.done()  # a new interpreter importing the parser: far from ready
         pending = reader.submit(mails)
@@ -124,3 +125,31 @@ if __name__ == "__main__":
         if outlived:
             os.kill(helper, signal.SIGKILL)  # not left behind by a failing test either
         assert not outlived, "the helper outlived its parent"
+
+
+def test_a_forked_helper_reads_everything_and_this_process_never_imports_the_parser(
+    tmp_path: Path,
+) -> None:
+    """Forked (as in `poll --once`), the helper is up at once: every batch goes to it, also
+    the first, and the parser is its import, not the poll's."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from test_reading import fetched
+from mailbot.reading import ReadAhead
+config = make_config(Path({str(tmp_path)!r}))
+reader = ReadAhead(config)
+assert not reader.read_here_until_up
+results = [reader.submit(fetched(3))() for _ in range(2)]
+reader.close()
+assert "mailbot.parse" not in sys.modules, "the poll imported the parser"
+print(sum(len(r) for r in results), results[0][0].parsed.intent.value)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["6", "register"]

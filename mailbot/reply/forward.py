@@ -19,8 +19,6 @@ from email.message import EmailMessage
 
 from mailbot.config import Config
 from mailbot.models import ParsedMail
-from mailbot.parse.mime import body_text, parse_bytes
-from mailbot.parse.quotes import split_quoted
 from mailbot.reply.context import base_context, one_line
 from mailbot.reply.message import message_ids, organiser_headers, safe_address
 from mailbot.reply.render import render_template
@@ -30,6 +28,11 @@ MAX_QUESTION_CHARS = 8000
 
 def question_text(raw: bytes) -> str:
     """The participant's own words: without the quoted thread below, cut to a sane length."""
+    # Imported here: the parser is the read-ahead helper's import, not the poll's (see
+    # mailbot/helpers.py); a question to forward is rare.
+    from mailbot.parse.mime import body_text, parse_bytes
+    from mailbot.parse.quotes import split_quoted
+
     text = split_quoted(body_text(parse_bytes(raw)).text).own
     return text[:MAX_QUESTION_CHARS].strip()
 
