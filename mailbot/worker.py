@@ -18,6 +18,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import OperationalError
 
+# The worker reads new mail itself, one at a time (IDLE): the parser is imported at start,
+# not when the first mail arrives (`poll --once` leaves it to its read-ahead helper).
+import mailbot.parse  # noqa: F401
 from mailbot.admin.privacy import purge_expired
 from mailbot.config import Config
 from mailbot.digest import digest_if_due
