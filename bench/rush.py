@@ -299,14 +299,14 @@ def reply_times(sink: SmtpSink, started: float) -> tuple[float, float]:
 
 
 def profile_child(config_path: Path, out: Path) -> None:
-    """One whole rush under cProfile, in the main thread, in a child process like `poll --once`.
+    """One whole rush under cProfile, in a child process like `poll --once`.
 
-    `Pipeline.cycle()` runs `poll_inbox` in a worker thread (asyncio.to_thread), which
-    cProfile does not see: profiling `mailbot poll --once` itself shows only the event loop
-    waiting. So this calls the same two stages `cycle()` calls, `poll_inbox()` then `send()`,
-    in the main thread, and sends until the outbox is empty. The helper processes are off
-    (`parallel_backlog = false`) for the same reason.
+    The same two stages `Pipeline.cycle_here()` runs, `poll_inbox()` then `send()`, sending
+    until the outbox is empty, with the helper processes off (`parallel_backlog = false`):
+    cProfile sees only its own process, and parsing and sending would happen in the helpers.
+    The parser is imported before the profile starts, as a helper would have it.
     """
+    import mailbot.parse  # noqa: F401  (see the docstring)
     from mailbot.config import load_config
     from mailbot.pipeline import Pipeline
     from mailbot.store.db import Store

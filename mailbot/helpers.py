@@ -1,18 +1,26 @@
 """What mailbot's helper processes (reading ahead, sending) share: how they start, their names.
 
-Why fork when it is safe: a spawned helper is a new interpreter that imports the parser or
-SQLAlchemy again, 0.6-0.8 s of CPU each, taken from the two cores the rush needs, and the
+Why fork when it is safe: a spawned helper is a new interpreter that imports SQLAlchemy and
+the rest again, 0.6-0.8 s of CPU each, taken from the two cores the rush needs, and the
 first replies wait for it. A forked helper has everything imported and starts in
 milliseconds. Forking is only safe while this process has a single thread: a lock held by
 another thread at the moment of the fork would stay held in the child forever. `poll --once`
 polls in its main thread without other threads; the worker (scheduler, IDLE) has threads and
-spawns.
+spawns. Only on Linux: macOS offers fork, but its system libraries do not survive it.
+
+The poll itself does not import the parser: a forked read-ahead helper imports it while the
+poll imports the rest, and a poll that finds no mail never needs it.
+
+A forked child inherits the parent's open IMAP socket and database connections. It never
+touches them and leaves through os._exit, so nothing of the parent's is closed, finalized
+or written to in it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import sys
 import threading
 from multiprocessing.context import BaseContext
@@ -21,10 +29,24 @@ _PR_SET_NAME = 15  # from <linux/prctl.h>; the kernel keeps at most 15 bytes
 
 
 def helper_context() -> BaseContext:
-    """Fork if this process has a single thread (and can fork), spawn otherwise."""
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+    """Fork on Linux if this process has a single thread, spawn otherwise."""
+    if sys.platform.startswith("linux") and _single_threaded():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def is_forked(context: BaseContext) -> bool:
+    return context.get_start_method() == "fork"
+
+
+def _single_threaded() -> bool:
+    """No other thread, also none that a C extension started (threading does not see those)."""
+    if threading.active_count() != 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def name_this_process(name: str) -> None:

@@ -23,7 +23,7 @@ from multiprocessing.context import BaseContext
 
 from mailbot.config import Config
 from mailbot.forward import unwrap_forward
-from mailbot.helpers import helper_context, name_this_process
+from mailbot.helpers import helper_context, is_forked, name_this_process
 from mailbot.inbox.imap import FetchedMail
 from mailbot.models import ParsedMail
 
@@ -41,12 +41,8 @@ class Reading:
 
 
 def parse_for(config: Config, raw: bytes) -> ParsedMail:
-    """`parse_mail` with what the config knows: the events and our own addresses.
-
-    The parser is imported on first use: a forked read-ahead helper imports it while the poll
-    imports the rest (mailbot/helpers.py), and a poll that finds no mail never needs it.
-    """
-    from mailbot.parse import parse_mail
+    """`parse_mail` with what the config knows: the events and our own addresses."""
+    from mailbot.parse import parse_mail  # not the poll's import (mailbot/helpers.py)
 
     return parse_mail(
         raw,
@@ -123,9 +119,7 @@ class ReadAhead(ReadInline):
     def __init__(self, config: Config, context: BaseContext | None = None) -> None:
         super().__init__(config)
         context = context or helper_context()
-        # A forked helper is up at once and imports the parser itself, while this process
-        # goes on: reading here before it is up would only import the parser twice.
-        self.read_here_until_up = context.get_start_method() != "fork"
+        self.read_here_until_up = not is_forked(context)
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,
@@ -175,6 +169,8 @@ def _start_helper(config: Config, parent: int) -> None:
     # (CI runs of the crash test left such orphans).
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _HELPER_CONFIG = config
+    # "Up" means ready to read: a spawned helper imports the parser now (about 0.4 s).
+    import mailbot.parse  # noqa: F401
 
 
 def _exit_with(parent: int) -> None:

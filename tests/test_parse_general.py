@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
+from email.message import Message
+
 import pytest
 from test_parse import emails, mail
 
@@ -9,6 +12,7 @@ from mailbot.models import Intent
 from mailbot.parse import parse_mail
 from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.events import mentions
+from mailbot.parse.mime import is_attachment
 from mailbot.parse.names import clean_name
 from mailbot.parse.validate import valid_address
 
@@ -241,3 +245,34 @@ def test_organisation_from_the_signature(signature: str, org: str, sender: str) 
     body = f"Hallo,\n\nhiermit melde ich mich zur Werkstatt an.\n\nMit freundlichen Grüßen\n{signature}\n"
     [person] = parse_mail(mail(body, sender=sender)).participants
     assert (person.name, person.organisation) == ("Jana Roth", org)
+
+
+def _is_attachment_the_slow_way(part: Message) -> bool:
+    """is_attachment without its shortcut: the answer the shortcut must keep."""
+    try:
+        disposition = str(part.get("Content-Disposition", "")).lower()
+        return disposition.startswith("attachment") or (
+            bool(part.get_filename()) and not disposition.startswith("inline")
+        )
+    except Exception:
+        return True
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Type: text/plain; charset*=utf-8''x; charset*0=y",  # get_filename raises
+        "Content-Type: application/pdf; name=anmeldung.pdf",
+        "Content-Type: application/pdf; NAME*0=anm; NAME*1=eldung.pdf",
+        "Content-Type: text/plain\nContent-Disposition: inline",
+        "Content-Type: text/plain\nContent-Disposition: inline; filename=a.txt",
+        "Content-Type: text/plain\nContent-Disposition: attachment",
+        "Content-Type: text/plain\nContent-Disposition: ",
+        "Content-Type: text/plain; format=flowed; delsp=yes",
+        "",
+    ],
+)
+def test_is_attachment_shortcut_keeps_every_answer(headers: str) -> None:
+    part = message_from_bytes(f"{headers}\n\nHallo\n".encode())
+    assert is_attachment(part) == _is_attachment_the_slow_way(part)

@@ -16,6 +16,10 @@ from helpers import JAN, form, mail, make_config
 from mailbot.inbox.imap import FetchedMail
 from mailbot.reading import ReadAhead, read_inline
 
+# In this process, which may have threads (pytest): spawned helpers, as in the worker. The
+# forked ones of `poll --once` run in single-threaded subprocesses below.
+SPAWN = multiprocessing.get_context("spawn")
+
 
 def fetched(count: int) -> list[tuple[FetchedMail, bool]]:
     mails = []
@@ -30,7 +34,7 @@ def fetched(count: int) -> list[tuple[FetchedMail, bool]]:
 def test_read_ahead_equals_reading_here(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     mails = fetched(8)
-    reader = ReadAhead(config)
+    reader = ReadAhead(config, SPAWN)
     try:
         reader.up.result(timeout=60)
         first, second = reader.submit(mails[:4]), reader.submit(mails[4:])
@@ -43,7 +47,7 @@ def test_batches_before_the_helper_is_up_are_read_here(tmp_path: Path) -> None:
     """Starting a helper takes longer than reading a batch: the first replies do not wait."""
     config = make_config(tmp_path)
     mails = fetched(4)
-    reader = ReadAhead(config, multiprocessing.get_context("spawn"))
+    reader = ReadAhead(config, SPAWN)
     try:
         assert not reader.up.done()  # a new interpreter importing the parser: far from ready
         pending = reader.submit(mails)
@@ -58,7 +62,7 @@ def test_batches_before_the_helper_is_up_are_read_here(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="process names are Linux's")
 def test_the_helper_shows_its_job_in_ps(tmp_path: Path) -> None:
     config = make_config(tmp_path)
-    reader = ReadAhead(config)
+    reader = ReadAhead(config, SPAWN)
     try:
         reader.up.result(timeout=60)
         assert reader.pool is not None
@@ -73,7 +77,7 @@ def test_a_dead_helper_is_replaced_by_reading_here(
 ) -> None:
     config = make_config(tmp_path)
     mails = fetched(4)
-    reader = ReadAhead(config)
+    reader = ReadAhead(config, SPAWN)
     try:
         reader.up.result(timeout=60)
         assert reader.submit(mails[:1])() == read_inline(config, mails[:1])
@@ -89,10 +93,14 @@ def test_a_dead_helper_is_replaced_by_reading_here(
         reader.close()
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
 @pytest.mark.parametrize("when", ["up", "starting"])
-def test_the_helper_leaves_when_its_parent_is_killed(tmp_path: Path, when: str) -> None:
-    """SIGKILL of the worker (OOM killer, systemd) must not leave the helper behind, also
-    when the helper is still starting (it once took init for its parent and stayed)."""
+def test_the_helper_leaves_when_its_parent_is_killed(
+    tmp_path: Path, when: str, method: str
+) -> None:
+    """SIGKILL of the poll or the worker (OOM killer, systemd) must not leave the helper
+    behind, also when the helper is still starting (a spawned one once took init for its
+    parent and stayed)."""
     import subprocess
     import sys
     import time
@@ -102,9 +110,11 @@ import sys, time
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
 from helpers import make_config
+import multiprocessing
 from mailbot.reading import ReadAhead
 if __name__ == "__main__":
-    reader = ReadAhead(make_config(Path({str(tmp_path)!r})))
+    context = multiprocessing.get_context({method!r})
+    reader = ReadAhead(make_config(Path({str(tmp_path)!r})), context)
     if {when!r} == "up":
         reader.up.result(timeout=60)
     print(*reader.pool._processes, flush=True)

@@ -225,19 +225,22 @@ def test_helpers_are_forked_only_while_this_process_has_one_thread() -> None:
 
 def test_a_forked_sender_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
     """It learns of its parent's death from the end of their pipe, which never comes while
-    the forked child still holds the parent's copy of that pipe (it closes it)."""
+    the forked child still holds the parent's copy of that pipe (it closes it), and from
+    its parent's pid (the read-ahead helper, forked later, holds a copy as well)."""
     script = f"""
 import sys, time
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
 from helpers import make_config
 from mailbot.cli import setup_logging
+from mailbot.reading import ReadAhead
 from mailbot.send.background import sending_alongside
 from mailbot.store.db import Store
 config = make_config(Path({str(tmp_path)!r}))
 Store(config.database_url).close()
 setup_logging(verbose=False)
 with sending_alongside(config):
+    reader = ReadAhead(config)  # forked after the sender, as in the poll: it holds the pipe too
     time.sleep(60)
 """
     parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)

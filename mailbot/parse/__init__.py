@@ -24,11 +24,11 @@ from mailbot.parse.mime import (
     MAX_DEPTH,
     addresses,
     body_text,
-    has_header,
     header,
     parse_bytes,
     too_deep,
 )
+from mailbot.parse.mime import return_path as return_path_of
 from mailbot.parse.phrases import Phrases
 from mailbot.parse.quotes import body_without_signature, split_quoted
 
@@ -74,8 +74,8 @@ def parse_mail(
 def _headers(msg: Message, reason: str | None) -> MailHeaders:
     sender = addresses(msg, "From")
     reply_to = addresses(msg, "Reply-To")
-    rp_raw = header(msg, "Return-Path")
-    if not has_header(msg, "Return-Path"):
+    rp_raw = return_path_of(msg)
+    if rp_raw is None:
         return_path = None
     elif re.fullmatch(r"\s*<\s*>\s*", rp_raw):
         return_path = ""

@@ -18,6 +18,7 @@ from mailbot.parse.mime import (
     has_header,
     header,
     iter_parts,
+    return_path,
 )
 
 _DAEMON_LOCAL = re.compile(
@@ -63,12 +64,6 @@ def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0] if "@" in address else address
 
 
-def _return_path(msg: Message) -> str | None:
-    if not has_header(msg, "Return-Path"):
-        return None
-    return header(msg, "Return-Path")
-
-
 def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | None:
     """Why `msg` must never be answered, or None: the one place that decides it.
 
@@ -78,7 +73,7 @@ def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | 
     X-Loop naming us; multipart/report; X-MS-Exchange-Inbox-Rules-Loop. The first rule that
     fires names the reason, which is stored with the mail's outcome.
     """
-    rp = _return_path(msg)
+    rp = return_path(msg)
     if rp is not None and re.fullmatch(r"\s*<\s*>\s*", rp):
         return "empty Return-Path"
     if own:

@@ -64,7 +64,7 @@ def _numbers(span: str) -> list[int]:
 
 # Every match of the three list patterns holds a digit or an ordinal word: most clauses have
 # neither, and one scan says so (same flags, so the same case folding).
-_NUMBERED = re.compile(r"[1-9]|erste|zweite|dritte|vierte|first|second|third|fourth", _I)
+_NUMBERED = re.compile(rf"[1-9]|{_WORD_ORD}", _I)
 
 
 def mentions(text: str, known: tuple[int, ...]) -> list[int]:

@@ -94,6 +94,11 @@ def header(msg: Message, name: str) -> str:
     return cache[key]  # type: ignore[return-value]
 
 
+def return_path(msg: Message) -> str | None:
+    """The decoded Return-Path, or None when the mail has none ("<>" is a bounce's)."""
+    return header(msg, "Return-Path") if has_header(msg, "Return-Path") else None
+
+
 def has_header(msg: Message, name: str) -> bool:
     """Whether `msg` has a `name` header. Most headers the rules ask about are absent, and
     `Message.get` finds that out by lower-casing every header name, for every question."""

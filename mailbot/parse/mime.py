@@ -21,6 +21,7 @@ from mailbot.parse.headers import addresses as addresses  # re-exported: parse.m
 from mailbot.parse.headers import decode_header_value as decode_header_value
 from mailbot.parse.headers import has_header as has_header
 from mailbot.parse.headers import header as header
+from mailbot.parse.headers import return_path as return_path
 from mailbot.parse.htmltext import html_to_text
 
 MAX_RAW_BYTES = 10_000_000
@@ -61,8 +62,11 @@ def content_type(part: Message) -> str:
 def is_attachment(part: Message) -> bool:
     try:
         disposition = str(part.get("Content-Disposition", "")).lower()
-        if not disposition and "name" not in str(part.get("Content-Type", "")).lower():
-            return False  # no file name anywhere: what get_filename would find out, slowly
+        ctype = str(part.get("Content-Type", "")).lower()
+        if not disposition and "name" not in ctype and "*" not in ctype:
+            # No file name anywhere, what get_filename would find out slowly. (RFC 2231
+            # parameters, "*", can make it raise under compat32: that stays an attachment.)
+            return False
         return disposition.startswith("attachment") or (
             bool(part.get_filename()) and not disposition.startswith("inline")
         )

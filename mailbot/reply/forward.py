@@ -28,8 +28,7 @@ MAX_QUESTION_CHARS = 8000
 
 def question_text(raw: bytes) -> str:
     """The participant's own words: without the quoted thread below, cut to a sane length."""
-    # Imported here: the parser is the read-ahead helper's import, not the poll's (see
-    # mailbot/helpers.py); a question to forward is rare.
+    # Not the poll's import (mailbot/helpers.py); a question to forward is rare.
     from mailbot.parse.mime import body_text, parse_bytes
     from mailbot.parse.quotes import split_quoted
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -25,7 +26,7 @@ from multiprocessing.connection import Connection
 
 from mailbot.clock import utc_now
 from mailbot.config import Config
-from mailbot.helpers import helper_context, name_this_process
+from mailbot.helpers import helper_context, is_forked, name_this_process
 from mailbot.send.smtp import send_outbox
 from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
@@ -42,10 +43,10 @@ def sending_alongside(config: Config) -> Iterator[None]:
     level = logging.getLogger("mailbot").getEffectiveLevel()
     # A forked child holds a copy of the parent's end too: it closes it, or the pipe would
     # never end when the parent dies.
-    inherited = parent_end if context.get_start_method() == "fork" else None
+    inherited = parent_end if is_forked(context) else None
     process = context.Process(
         target=_main,
-        args=(config, level, child_end, inherited),
+        args=(config, level, child_end, inherited, os.getpid()),
         name="mailbot-sender",
         daemon=True,
     )
@@ -72,7 +73,9 @@ def sending_alongside(config: Config) -> Iterator[None]:
         parent_end.close()
 
 
-def _main(config: Config, level: int, pipe: Connection, inherited: Connection | None) -> None:
+def _main(
+    config: Config, level: int, pipe: Connection, inherited: Connection | None, parent: int
+) -> None:
     if inherited is not None:
         inherited.close()
     name_this_process("mailbot-send")
@@ -83,14 +86,17 @@ def _main(config: Config, level: int, pipe: Connection, inherited: Connection | 
     setup_logging(verbose=level <= logging.DEBUG)
     store = Store(config.database_url)
     try:
-        asyncio.run(_send_until_told(store, config, pipe))
+        asyncio.run(_send_until_told(store, config, pipe, parent))
     finally:
         store.close()
 
 
-async def _send_until_told(store: Store, config: Config, pipe: Connection) -> None:
+async def _send_until_told(store: Store, config: Config, pipe: Connection, parent: int) -> None:
     def keep_going() -> bool:
-        return not pipe.poll()  # "stop", or the end of the pipe when the parent died
+        # "stop", or the end of the pipe when the parent died. The parent's pid as well: a
+        # forked read-ahead helper holds a copy of the parent's end of the pipe until it
+        # notices the death itself (up to a second, longer in a long regex).
+        return not pipe.poll() and os.getppid() == parent
 
     while keep_going():
         report = await send_outbox(
