@@ -189,3 +189,21 @@ def server_config_file(
         database=tmp_path / database,
         **replacements,
     )
+
+
+def assert_ends_with_its_parent(pid: int, what: str, seconds: float = 10) -> None:
+    """The helper process `pid`, whose parent was just killed, ends within `seconds`; one that
+    does not is killed here (not left behind by a failing test either) and fails the test."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return  # ended; a zombie until init reaps it
+        time.sleep(0.2)
+    outlived = Path(f"/proc/{pid}").exists()
+    if outlived:
+        os.kill(pid, signal.SIGKILL)
+    assert not outlived, f"the {what} outlived its parent"

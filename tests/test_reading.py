@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import JAN, form, mail, make_config
+from helpers import JAN, assert_ends_with_its_parent, form, mail, make_config
 
 from mailbot.inbox.imap import FetchedMail
 from mailbot.reading import ReadAhead, read_inline
@@ -103,7 +103,6 @@ def test_the_helper_leaves_when_its_parent_is_killed(
     parent and stayed)."""
     import subprocess
     import sys
-    import time
 
     script = f"""
 import sys, time
@@ -125,16 +124,7 @@ if __name__ == "__main__":
     helper = int(parent.stdout.readline())
     parent.kill()
     parent.wait(10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{helper}").exists():
-        if Path(f"/proc/{helper}/stat").read_text().split()[2] == "Z":
-            break  # ended; a zombie until init reaps it
-        time.sleep(0.2)
-    else:
-        outlived = Path(f"/proc/{helper}").exists()
-        if outlived:
-            os.kill(helper, signal.SIGKILL)  # not left behind by a failing test either
-        assert not outlived, "the helper outlived its parent"
+    assert_ends_with_its_parent(helper, "helper")
 
 
 def test_a_forked_helper_reads_everything_and_this_process_never_imports_the_parser(

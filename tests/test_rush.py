@@ -9,18 +9,23 @@ seats the pipeline keeps from one batch to the next never hide a change made els
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers import JAN, db_rows, register, run_cycle, server_config, server_config_file
+from helpers import (
+    JAN,
+    assert_ends_with_its_parent,
+    db_rows,
+    register,
+    run_cycle,
+    server_config,
+    server_config_file,
+)
 from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config, load_config
@@ -250,13 +255,4 @@ with sending_alongside(config):
     sender = int(started[1])
     parent.kill()
     parent.wait(10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{sender}").exists():
-        if Path(f"/proc/{sender}/stat").read_text().split()[2] == "Z":
-            break  # ended; a zombie until init reaps it
-        time.sleep(0.2)
-    else:
-        outlived = Path(f"/proc/{sender}").exists()
-        if outlived:
-            os.kill(sender, signal.SIGKILL)  # not left behind by a failing test either
-        assert not outlived, "the sender outlived its parent"
+    assert_ends_with_its_parent(sender, "sender")
