@@ -50,7 +50,7 @@ def test_marks_wait_for_a_batch(tmp_path: Path) -> None:
         marks.add(MARK_BATCH, NOW)
         assert marked(path) == MARK_BATCH and not marks.pending
         marks.add(MARK_BATCH + 1, NOW)
-        marks.flush()  # what send_outbox does before each claim and at its end
+        marks.flush()  # what send_outbox does at its end (a claim writes them too)
         assert marked(path) == MARK_BATCH + 1
     finally:
         store.close()
@@ -103,5 +103,44 @@ def test_old_marks_go_in_between_failing_replies(
         monkeypatch.setattr(smtp, "MARK_SECONDS", 0.0)
         marks.tick()  # what send_outbox does before the next reply, which may fail
         assert marked(path) == 1 and not marks.pending
+    finally:
+        store.close()
+
+
+def test_a_claim_writes_the_pending_marks_first_in_its_own_transaction(tmp_path: Path) -> None:
+    """One wait for the poll's write lock per claim, not two; and a reply sent but not yet
+    marked is never handed back by the claim (it would go out twice)."""
+    path = tmp_path / "db.sqlite3"
+    store = outbox_store(path, 3)
+    try:
+        first = smtp._claim(store, lambda: NOW, hourly_cap=100)
+        assert [item.id for item in first] == [1, 2, 3]
+        marks = SentMarks(store, wait=False)
+        marks.add(1, NOW)
+        marks.add(2, NOW)
+        assert marked(path) == 0 and len(marks.pending) == 2
+        # A claim hands our own claimed entries back: without the marks, all three again.
+        again = smtp._claim(store, lambda: NOW, hourly_cap=100, marks=marks)
+        assert [item.id for item in again] == [3]
+        assert marked(path) == 2 and not marks.pending
+    finally:
+        store.close()
+
+
+def test_marks_stay_pending_when_the_claim_fails(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = outbox_store(path, 2)
+    try:
+        marks = SentMarks(store, wait=False)
+        marks.add(1, NOW)
+
+        def broken_clock() -> datetime:
+            raise RuntimeError("clock broke mid-claim")
+
+        with pytest.raises(RuntimeError):
+            smtp._claim(store, broken_clock, hourly_cap=100, marks=marks)
+        assert marked(path) == 0 and marks.pending == [(1, NOW)]  # rolled back, still pending
+        marks.flush()
+        assert marked(path) == 1
     finally:
         store.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import aiosmtplib
+from sqlalchemy import Connection
 
 from mailbot.config import SmtpSettings, redacted
 from mailbot.store.db import OutboxItem, Store, StoreBusy, process_holder
@@ -77,11 +78,19 @@ class SentMarks:
             return
         try:
             with self.store.transaction(wait=wait) as conn:
-                for item_id, at in self.pending:
-                    self.store.mark_sent(conn, item_id, at)
+                written = self.write(conn)
         except StoreBusy:
             return
-        self.pending.clear()
+        self.forget(written)
+
+    def write(self, conn: Connection) -> int:
+        """Write the pending marks in the caller's transaction; `forget` them once it commits."""
+        for item_id, at in self.pending:
+            self.store.mark_sent(conn, item_id, at)
+        return len(self.pending)
+
+    def forget(self, written: int) -> None:
+        del self.pending[:written]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -152,11 +161,12 @@ async def send_outbox(
                     break
                 marks.tick()
                 await _send_one(client, store, item, envelope_from, now, report, marks, settings)
-            # Marks first: a claim may hand back our own claimed entries, and one sent but not
-            # yet marked would go out twice. (A claim waits for the write lock anyway.)
-            marks.flush()
             more = keep_going() and report.retried == report.failed == 0
-            due = _claim(store, now, hourly_cap) if more else []
+            if more:
+                due = _claim(store, now, hourly_cap, marks)
+            else:
+                marks.flush()
+                due = []
     finally:
         try:
             marks.flush()
@@ -168,9 +178,17 @@ async def send_outbox(
     return report
 
 
-def _claim(store: Store, now: Callable[[], datetime], hourly_cap: int) -> list[OutboxItem]:
-    """The next due replies, within the hourly cap (which pauses sending and alerts)."""
+def _claim(
+    store: Store, now: Callable[[], datetime], hourly_cap: int, marks: SentMarks | None = None
+) -> list[OutboxItem]:
+    """The next due replies, within the hourly cap (which pauses sending and alerts).
+
+    The pending "sent" marks go first, in the same transaction: a claim may hand back our own
+    claimed entries, and one sent but not yet marked would go out twice. One transaction,
+    not two: each waits for the poll's write lock in a rush (5-180 ms, traced).
+    """
     with store.transaction() as conn:
+        written = marks.write(conn) if marks is not None else 0
         sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
         budget = hourly_cap - sent_last_hour
         if budget <= 0:
@@ -187,9 +205,13 @@ def _claim(store: Store, now: Callable[[], datetime], hourly_cap: int) -> list[O
                 sent_last_hour,
                 hourly_cap,
             )
-            return []
-        store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
-        return store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
+            due: list[OutboxItem] = []
+        else:
+            store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
+            due = store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
+    if marks is not None:
+        marks.forget(written)  # committed: written once
+    return due
 
 
 async def _send_one(
