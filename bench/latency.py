@@ -102,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         config = write_config(
             work,
-            imap_port=server.port,
-            smtp_port=sink.port,
-            password=server.password,
+            server,
+            sink,
             database=work / "mailbot.sqlite3",
             capacity=1000,
             poll_seconds=args.poll_seconds,

@@ -480,9 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             def config_for(database: Path) -> Path:
                 return write_config(
                     work,
-                    imap_port=server.port,
-                    smtp_port=sink.port,
-                    password=server.password,
+                    server,
+                    sink,
                     database=database,
                     capacity=capacity,
                     batch_size=args.batch_size,

@@ -267,17 +267,16 @@ def imap_client(server: Dovecot) -> IMAPClient:
 
 def write_config(
     directory: Path,
+    server: Dovecot,
+    sink: SmtpSink,
     *,
-    imap_port: int,
-    smtp_port: int,
-    password: str,
     database: Path,
     capacity: int,
     batch_size: int = 50,
     poll_seconds: int = 60,
     max_per_hour: int = 1_000_000,
 ) -> Path:
-    """The shipped config.toml pointed at the bench servers, a fresh database and `capacity` seats.
+    """The shipped config.toml pointed at `server` and `sink`, a fresh database and `capacity` seats.
 
     Plain text replacements on the shipped file, checked afterwards by loading the result, so
     the benchmark runs exactly the configuration users get apart from these keys.
@@ -285,9 +284,9 @@ def write_config(
     text = (REPO / "config.toml").read_text(encoding="utf-8")
     replacements = [
         (r'(?m)^templates = "templates"', f'templates = "{REPO / "templates"}"'),
-        (r"(?m)^port = 143\b", f"port = {imap_port}"),
-        (r"(?m)^port = 25\b", f"port = {smtp_port}"),
-        (r'(?m)^password = "change-me"$', f'password = "{password}"'),
+        (r"(?m)^port = 143\b", f"port = {server.port}"),
+        (r"(?m)^port = 25\b", f"port = {sink.port}"),
+        (r'(?m)^password = "change-me"$', f'password = "{server.password}"'),
         (r'(?m)^url = "sqlite:///mailbot.sqlite3"$', f'url = "sqlite:///{database}"'),
         (r"(?m)^batch_size = \d+", f"batch_size = {batch_size}"),
         (r"(?m)^poll_seconds = \d+", f"poll_seconds = {poll_seconds}"),
@@ -306,6 +305,6 @@ def write_config(
     from mailbot.config import load_config
 
     config = load_config(path)
-    assert config.imap.port == imap_port and config.smtp.port == smtp_port
+    assert config.imap.port == server.port and config.smtp.port == sink.port
     assert all(e.capacity == capacity for e in config.events)
     return path

@@ -79,9 +79,8 @@ def main() -> int:
             append_all(server, rush_mails(args.n))
             config = write_config(
                 work,
-                imap_port=server.port,
-                smtp_port=sink.port,
-                password=server.password,
+                server,
+                sink,
                 database=work / "timeline.sqlite3",
                 capacity=max(1, args.n // 2),
             )
