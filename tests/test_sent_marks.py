@@ -113,14 +113,14 @@ def test_a_claim_writes_the_pending_marks_first_in_its_own_transaction(tmp_path:
     path = tmp_path / "db.sqlite3"
     store = outbox_store(path, 3)
     try:
-        first = smtp._claim(store, lambda: NOW, hourly_cap=100)
+        first, _capped = smtp._claim(store, lambda: NOW, hourly_cap=100)
         assert [item.id for item in first] == [1, 2, 3]
         marks = SentMarks(store, wait=False)
         marks.add(1, NOW)
         marks.add(2, NOW)
         assert marked(path) == 0 and len(marks.pending) == 2
         # A claim hands our own claimed entries back: without the marks, all three again.
-        again = smtp._claim(store, lambda: NOW, hourly_cap=100, marks=marks)
+        again, _capped = smtp._claim(store, lambda: NOW, hourly_cap=100, marks=marks)
         assert [item.id for item in again] == [3]
         assert marked(path) == 2 and not marks.pending
     finally:

@@ -5,7 +5,7 @@ left only after the last mail was settled. Parsing, deciding and sending are all
 Python, so a sending thread only takes turns with the poll under the GIL (measured in
 bench/rush.py: no gain); a process sends on the second core. The outbox claims
 (`Store.claim_due`) already make two senders safe, and this one never waits for the poll's
-write lock to mark a reply sent (`SentMarks(wait=False)`).
+write lock, neither to claim replies (`Claims`) nor to mark them sent (`SentMarks`).
 
 It is started only for a backlog of more than one batch: a single new mail is answered by
 the poll's own send right after it, as before. It stops after the reply in hand when the poll
@@ -32,7 +32,7 @@ from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 0.2  # how often an idle sender looks for new replies
+IDLE_SECONDS = 0.2  # the pause after a pass that ended in failures (a sick server)
 
 
 @contextmanager
@@ -108,5 +108,9 @@ async def _send_until_told(store: Store, config: Config, pipe: Connection, paren
             wait_for_lock=False,
             keep_going=keep_going,
         )
+        if report.capped:
+            # Nothing may go out before the hour has passed; the poll's own send says so
+            # once more at its end. Trying again here would only repeat the alert.
+            return
         if not report.sent:
             await asyncio.sleep(IDLE_SECONDS)

@@ -8,9 +8,11 @@ permanent ones (5xx) are kept as failed for the organiser to see.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +31,13 @@ MAX_DELAY = timedelta(hours=2)
 # A sender beside the poll writes its marks together: this many, or those of this long.
 MARK_BATCH = 16
 MARK_SECONDS = 0.25
+# A sender beside the poll claims this many replies at a time, and the next ones while it
+# still holds fewer than `BESIDE_LOW` (class Claims). Seconds: how soon it looks again when
+# the write lock was taken, and when nothing was due.
+BESIDE_CLAIM = 64
+BESIDE_LOW = 16
+BUSY_PAUSE = 0.005
+EMPTY_PAUSE = 0.02
 
 
 @dataclass
@@ -36,6 +45,7 @@ class SendReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    capped: bool = False  # the hourly cap stopped sending (a suspected mail loop)
 
 
 class SentMarks:
@@ -132,13 +142,56 @@ async def send_outbox(
 
     `keep_going` is asked before each reply: once it says no, the rest of the claim is left
     (its claim ends with this process, see `Store.claim_due`) and nothing more is claimed.
+
+    `wait_for_lock=False` is the sender beside a long poll (send/background.py): it never
+    waits for the poll's write lock, and it keeps going until told to stop (`Claims`).
     """
     report = SendReport()
     marks = SentMarks(store, wait=wait_for_lock)
-    due = _claim(store, now, hourly_cap)
-    if not due:
-        return report
-    client = smtp_client(settings, ssl_context)
+    claims = Claims(store, now, hourly_cap, marks, beside=not wait_for_lock)
+    due: deque[OutboxItem] = deque()
+    client: aiosmtplib.SMTP | None = None
+    try:
+        while keep_going():
+            # After a failure nothing more is claimed: the server may be sick, and what is
+            # claimed already is tried once (it backs off for the next cycle).
+            if report.retried == report.failed == 0:
+                due.extend(claims.more([item.id for item in due]))
+            report.capped = claims.capped
+            if not due:
+                if claims.beside and report.retried == report.failed == 0 and not claims.capped:
+                    await asyncio.sleep(claims.pause())
+                    continue
+                break
+            if client is None:
+                opened = smtp_client(settings, ssl_context)
+                if not await _connect(opened, store, due, now, report, settings):
+                    return report
+                client = opened
+            marks.tick()
+            item = due.popleft()
+            await _send_one(client, store, item, envelope_from, now, report, marks, settings)
+    finally:
+        try:
+            marks.flush()
+        finally:
+            if client is not None:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+    return report
+
+
+async def _connect(
+    client: aiosmtplib.SMTP,
+    store: Store,
+    due: deque[OutboxItem],
+    now: Callable[[], datetime],
+    report: SendReport,
+    settings: SmtpSettings,
+) -> bool:
+    """Open the connection; when the server cannot be reached, every claimed reply backs off."""
     try:
         await client.connect()
     except (aiosmtplib.SMTPException, OSError) as exc:
@@ -152,42 +205,98 @@ async def send_outbox(
         )
         for item in due:
             _retry_or_fail(store, item, now(), f"connect: {error}", report, quiet=True)
-        return report
-    try:
-        # A rush queues more than one claim holds: keep going until nothing is due.
-        while due:
-            for item in due:
-                if not keep_going():
-                    break
-                marks.tick()
-                await _send_one(client, store, item, envelope_from, now, report, marks, settings)
-            more = keep_going() and report.retried == report.failed == 0
-            if more:
-                due = _claim(store, now, hourly_cap, marks)
-            else:
-                marks.flush()
-                due = []
-    finally:
+        due.clear()
+        return False
+    return True
+
+
+class Claims:
+    """Which replies a sender claims, and when.
+
+    By default (the poll's own send, `mailbot send`) a claim of up to 500 replies is taken
+    when the last one is sent, waiting for the write lock as long as it must.
+
+    Beside a long poll (`beside=True`) that waiting was the sender's largest loss: the poll
+    holds the write lock for each batch it settles and takes it again right after, and
+    SQLite's busy handler sleeps in steps of up to 100 ms, so the sender woke into the next
+    batch again and again: the first claim of a 2,000-mail rush waited 0.9 s, later ones
+    35-90 ms each, while the SMTP connection sat idle (bench/rush.py, traced). So the sender
+    beside the poll never waits: it claims `BESIDE_CLAIM` replies at a time, tries for the
+    next ones as soon as fewer than `BESIDE_LOW` are left, and tries again after the next reply
+    when the lock is taken. With nothing due, it looks again after `EMPTY_PAUSE`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        now: Callable[[], datetime],
+        hourly_cap: int,
+        marks: SentMarks,
+        *,
+        beside: bool,
+    ) -> None:
+        self.store = store
+        self.now = now
+        self.hourly_cap = hourly_cap
+        self.marks = marks
+        self.beside = beside
+        self._empty_until = 0.0  # time.monotonic() before which a claim would find nothing
+        self._busy = False
+        self.capped = False
+
+    def more(self, holding: list[int]) -> list[OutboxItem]:
+        """The next claimed replies, or none now (enough in hand, the lock taken, none due)."""
+        if self.capped:
+            return []
+        if not self.beside:
+            if holding:
+                return []
+            found, self.capped = _claim(self.store, self.now, self.hourly_cap, self.marks)
+            return found
+        if len(holding) >= BESIDE_LOW or time.monotonic() < self._empty_until:
+            return []
         try:
-            marks.flush()
-        finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
-    return report
+            found, self.capped = _claim(
+                self.store,
+                self.now,
+                self.hourly_cap,
+                self.marks,
+                limit=BESIDE_CLAIM,
+                wait=False,
+                holding=holding,
+            )
+        except StoreBusy:
+            self._busy = True
+            return []
+        self._busy = False
+        if not found:
+            self._empty_until = time.monotonic() + EMPTY_PAUSE
+        return found
+
+    def pause(self) -> float:
+        """How long an empty-handed sender beside the poll waits before it looks again."""
+        return BUSY_PAUSE if self._busy else EMPTY_PAUSE
 
 
 def _claim(
-    store: Store, now: Callable[[], datetime], hourly_cap: int, marks: SentMarks | None = None
-) -> list[OutboxItem]:
-    """The next due replies, within the hourly cap (which pauses sending and alerts).
+    store: Store,
+    now: Callable[[], datetime],
+    hourly_cap: int,
+    marks: SentMarks | None = None,
+    *,
+    limit: int = 500,
+    wait: bool = True,
+    holding: list[int] | None = None,
+) -> tuple[list[OutboxItem], bool]:
+    """The next due replies, and whether the hourly cap was reached (which pauses sending and
+    alerts).
 
     The pending "sent" marks go first, in the same transaction: a claim may hand back our own
     claimed entries, and one sent but not yet marked would go out twice. One transaction,
-    not two: each waits for the poll's write lock in a rush (5-180 ms, traced).
+    not two: each waits for the poll's write lock in a rush (5-180 ms, traced). `wait=False`
+    raises `StoreBusy` instead of waiting for the lock.
     """
-    with store.transaction() as conn:
+    with store.transaction(wait=wait) as conn:
         written = marks.write(conn) if marks is not None else 0
         sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
         budget = hourly_cap - sent_last_hour
@@ -208,10 +317,16 @@ def _claim(
             due: list[OutboxItem] = []
         else:
             store.set_health(conn, "alert:hourly_cap", "", now())  # sending is within bounds
-            due = store.claim_due(conn, now(), process_holder(), limit=min(500, budget))
+            due = store.claim_due(
+                conn,
+                now(),
+                process_holder(),
+                limit=min(limit, budget),
+                holding=holding or (),
+            )
     if marks is not None:
         marks.forget(written)  # committed: written once
-    return due
+    return due, budget <= 0
 
 
 async def _send_one(

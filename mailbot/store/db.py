@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -570,12 +570,22 @@ class Store:
         holder: str,
         lease: timedelta = timedelta(minutes=10),
         limit: int = 500,
+        holding: Collection[int] = (),
     ) -> list[OutboxItem]:
         """Due replies, claimed for `holder` so no other sender takes them meanwhile.
 
         A claim runs out after `lease`, or at once when its holder was a process on this
         machine that no longer exists (killed mid-send): at least once, never lost.
+        `holding`: replies the holder claimed before and has not sent yet, left out (a sender
+        that claims the next replies before it has sent the last ones).
         """
+        conditions = [
+            outbox.c.sent_at.is_(None),
+            outbox.c.failed_at.is_(None),
+            outbox.c.next_attempt_at <= now,
+        ]
+        if holding:
+            conditions.append(outbox.c.id.not_in(list(holding)))
         rows = conn.execute(
             select(
                 outbox.c.id,
@@ -586,11 +596,7 @@ class Store:
                 outbox.c.claimed_by,
                 outbox.c.claimed_until,
             )
-            .where(
-                outbox.c.sent_at.is_(None),
-                outbox.c.failed_at.is_(None),
-                outbox.c.next_attempt_at <= now,
-            )
+            .where(*conditions)
             .order_by(outbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

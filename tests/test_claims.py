@@ -1,0 +1,161 @@
+"""The sender beside a long poll claims replies without ever waiting for the poll's write lock.
+
+It claims a few at a time and the next ones before it runs out, never one it still holds;
+with the lock taken it tries again soon instead of sleeping in SQLite's busy handler; with the
+hourly cap reached it stops. Against the real SMTP sink, with a "poll" that keeps taking the
+write lock and adding replies, every reply still goes out exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from servers import SmtpSink
+
+from mailbot.config import SmtpSettings
+from mailbot.send import smtp
+from mailbot.send.smtp import BESIDE_CLAIM, BESIDE_LOW, BUSY_PAUSE, EMPTY_PAUSE, Claims, SentMarks
+from mailbot.store.db import Store
+
+NOW = datetime(2018, 2, 1, 9, 0, tzinfo=UTC)
+
+
+def enqueue(store: Store, first: int, count: int) -> None:
+    with store.transaction() as conn:
+        for i in range(first, first + count):
+            store.enqueue(
+                conn,
+                key=f"reply:{i}",
+                message_row=None,
+                purpose="reply:confirmed",
+                recipients=[f"p{i}@example.org"],
+                message_id=f"<{i}@example.org>",
+                raw=f"Message-ID: <{i}@example.org>\r\nSubject: {i}\r\n\r\nreply {i}\r\n".encode(),
+                now=NOW,
+            )
+
+
+def beside(store: Store, hourly_cap: int = 100_000) -> Claims:
+    return Claims(store, lambda: NOW, hourly_cap, SentMarks(store, wait=False), beside=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    found = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    yield found
+    found.close()
+
+
+def test_with_the_lock_taken_a_claim_returns_at_once_and_tries_again_soon(
+    tmp_path: Path, store: Store
+) -> None:
+    enqueue(store, 1, 3)
+    poll = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    claims = beside(store)
+    try:
+        poll.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        assert claims.more([]) == []
+        assert time.monotonic() - began < 1  # not the 30 s busy timeout
+        assert claims.pause() == BUSY_PAUSE
+        poll.execute("COMMIT")
+        assert [item.id for item in claims.more([])] == [1, 2, 3]
+    finally:
+        poll.close()
+
+
+def test_the_next_replies_are_claimed_before_the_last_ones_are_sent(store: Store) -> None:
+    enqueue(store, 1, BESIDE_CLAIM + 10)
+    claims = beside(store)
+    first = claims.more([])
+    assert [item.id for item in first] == list(range(1, BESIDE_CLAIM + 1))
+    assert claims.more([item.id for item in first[-BESIDE_LOW:]]) == []  # enough in hand
+    sent, in_hand = first[: -BESIDE_LOW + 1], [item.id for item in first[-BESIDE_LOW + 1 :]]
+    for item in sent:
+        claims.marks.pending.append((item.id, NOW))  # sent, the marks not yet written
+    following = claims.more(in_hand)
+    # Neither a reply in hand nor one sent but not yet marked is handed back: each would go
+    # out twice. The claim wrote the marks first.
+    assert [item.id for item in following] == list(range(BESIDE_CLAIM + 1, BESIDE_CLAIM + 11))
+    assert not claims.marks.pending
+
+
+def test_with_nothing_due_it_looks_again_after_a_pause(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = beside(store)
+    assert claims.more([]) == []
+    assert claims.pause() == EMPTY_PAUSE
+    enqueue(store, 1, 1)
+    assert claims.more([]) == []  # within the pause: no transaction at all
+    monkeypatch.setattr(smtp, "EMPTY_PAUSE", 0.0)
+    claims._empty_until = 0.0
+    assert [item.id for item in claims.more([])] == [1]
+
+
+def test_at_the_hourly_cap_the_sender_beside_the_poll_stops(store: Store) -> None:
+    enqueue(store, 1, 2)
+    settings = SmtpSettings(host="127.0.0.1", port=9, security="none")  # never reached
+    report = asyncio.run(
+        asyncio.wait_for(
+            smtp.send_outbox(
+                store, settings, "org@example.org", lambda: NOW, hourly_cap=0, wait_for_lock=False
+            ),
+            timeout=10,
+        )
+    )
+    assert report.capped and report.sent == 0
+
+
+def test_beside_a_poll_that_keeps_the_lock_busy_each_reply_goes_out_once(
+    tmp_path: Path, store: Store, smtp_sink: SmtpSink
+) -> None:
+    total = 300
+    enqueue(store, 1, 20)
+    done = threading.Event()
+
+    def poll() -> None:
+        """Batches as the poll settles them: the write lock held a while, new replies added."""
+        connection = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+        try:
+            for first in range(21, total + 1, 20):
+                connection.execute("BEGIN IMMEDIATE")
+                time.sleep(0.03)
+                connection.execute("COMMIT")
+                enqueue(store, first, 20)
+        finally:
+            connection.close()
+            done.set()
+
+    def keep_going() -> bool:
+        return not (done.is_set() and len(smtp_sink.received) >= total)
+
+    settings = SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, security="none")
+    thread = threading.Thread(target=poll)
+    thread.start()
+    report = asyncio.run(
+        asyncio.wait_for(
+            smtp.send_outbox(
+                store,
+                settings,
+                "org@example.org",
+                lambda: datetime.now(UTC),
+                wait_for_lock=False,
+                keep_going=keep_going,
+            ),
+            timeout=120,
+        )
+    )
+    thread.join()
+    ids = [r.message_id for r in smtp_sink.received]
+    assert report.sent == total == len(ids) == len(set(ids))
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        unsent = db.execute("select count(*) from outbox where sent_at is null").fetchone()[0]
+    assert unsent == 0
