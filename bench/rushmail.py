@@ -249,6 +249,8 @@ def append_all(server: Dovecot, mails: Iterator[RushMail], folder: str = "INBOX"
     """APPEND every mail over one IMAP connection, with its arrival as INTERNALDATE."""
     count = 0
     with server.client(timeout=60) as imap:
+        if folder.upper() != "INBOX" and not imap.folder_exists(folder):
+            imap.create_folder(folder)
         for mail in mails:
             imap.append(folder, mail.raw, msg_time=mail.arrival)
             count += 1
