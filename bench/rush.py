@@ -59,7 +59,15 @@ from typing import Any
 
 import aiosmtplib
 from imapclient import IMAPClient
-from rushmail import REPO, Dovecot, SmtpSink, append_all, rush_mails, write_config
+from rushmail import (
+    REPO,
+    Dovecot,
+    SmtpSink,
+    append_all,
+    compile_mailbot,
+    rush_mails,
+    write_config,
+)
 
 from mailbot.inbox.imap import FETCH_ITEMS
 
@@ -480,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limit_out.write_text(json.dumps(limit_child(json.loads(args.limit_child))))
         return 0
     n, capacity = args.n, args.capacity or max(1, args.n // 2)
+    compile_mailbot()
 
     mailbot_runs: list[MailbotRun] = []
     limit_runs: list[LimitRun] = []

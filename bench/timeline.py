@@ -20,7 +20,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rushmail import REPO, Dovecot, SmtpSink, append_all, rush_mails, write_config
+from rushmail import (
+    REPO,
+    Dovecot,
+    SmtpSink,
+    append_all,
+    compile_mailbot,
+    rush_mails,
+    write_config,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PARTS = {"mailbot-read": "read", "mailbot-send": "send"}
@@ -73,6 +81,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2000, help="mails in the rush (default 2000)")
     parser.add_argument("--every", type=float, default=0.25, help="seconds between samples")
     args = parser.parse_args()
+    compile_mailbot()
     with tempfile.TemporaryDirectory(prefix="mailbot-timeline-") as tmp, Dovecot() as server:
         work = Path(tmp)
         with SmtpSink() as sink:
