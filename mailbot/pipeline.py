@@ -238,11 +238,15 @@ class Pipeline:
         """Each batch is fetched and handed to the reader one step ahead of its settling, so
         with a read-ahead process the next batch is parsed while this one is settled."""
         ahead: StartedBatch | None = None
+        first = True
         for batch in [*batches, None]:
             started = None
             if batch is not None and not self.stop_requested.is_set():
                 started = self._start_batch(inbox, batch, reader)
             if ahead is not None:
+                if first and reader.reads_first_batch_elsewhere:
+                    self._warm_up()  # instead of waiting idle for the helper's first batch
+                first = False
                 last_uid = self._finish_batch(inbox, ahead, last_uid, report)
                 self._hold_mailbox()  # renew: a long backlog must not let the lease lapse
                 with self.store.transaction() as conn:
@@ -253,6 +257,20 @@ class Pipeline:
                 break  # the batch read ahead is dropped: nothing of it was committed or moved
             ahead = started
         return last_uid
+
+    def _warm_up(self) -> None:
+        """Compile the templates and load what replies need while the read-ahead helper reads
+        the first batch: the first replies leave about 0.1 s sooner (bench/timeline.py).
+
+        Only a speed-up: if it fails, the mails that need the broken part fail in their own
+        savepoints as they always would, and say why there.
+        """
+        from mailbot.reply.samples import warm_up
+
+        try:
+            warm_up(self.config)
+        except Exception as exc:  # the first mail that needs the broken part says so
+            log.debug("warming up the replies failed: %s", exc)
 
     def _start_batch(
         self, inbox: ImapInbox, batch: Sequence[int], reader: ReadInline

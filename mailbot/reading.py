@@ -96,6 +96,9 @@ Pending = Callable[[], list[Reading]]
 class ReadInline:
     """Reads a batch when asked for its result, in this process."""
 
+    # Whether the first batch submitted is read in another process while this one goes on.
+    reads_first_batch_elsewhere = False
+
     def __init__(self, config: Config) -> None:
         self.config = config
 
@@ -120,6 +123,7 @@ class ReadAhead(ReadInline):
         super().__init__(config)
         context = context or helper_context()
         self.read_here_until_up = not is_forked(context)
+        self.reads_first_batch_elsewhere = not self.read_here_until_up
         self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,

@@ -2,7 +2,8 @@
 
 Each is held against the slow way it replaces: the cached base context against a fresh
 build, also after a config reload and after a caller changed what it was given; the
-template snapshot's shortcuts against a plain sandbox and across a template reload.
+template snapshot's shortcuts against a plain sandbox and across a template reload. The
+warm-up before a rush's first replies compiles what they need and never stops the poll.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailbot.config import Config
 from mailbot.decide.rules import Outcome, ReplyKind
+from mailbot.pipeline import Pipeline
 from mailbot.reply.compose import _DOT_ATOM
 from mailbot.reply.context import base_context, event_context
 from mailbot.reply.render import (
     ReplyItem,
     ReplyRequest,
     SnapshotEnvironment,
+    TemplateProblem,
+    environment,
     render_bodies,
     trial_templates,
 )
+from mailbot.reply.samples import warm_up
+from mailbot.store.db import Store
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +148,33 @@ def test_plain_addresses_skip_parseaddr_without_changing_the_answer() -> None:
     assert checked > 10_000
     for odd in ('"a b"@example.org', "a@b@example.org", "a(x)@example.org", "a..b@example.org"):
         assert not _DOT_ATOM.fullmatch(odd)
+
+
+def test_warming_up_compiles_every_reply_template_a_rush_needs(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    with trial_templates(config):  # a snapshot of its own: nothing compiled yet
+        warm_up(config)
+        compiled = set(environment(config).loaded)
+    for language in ("de", "en"):
+        assert {f"{language}/reply.txt.j2", f"{language}/reply.html.j2"} <= compiled
+        assert {f"{language}/outcomes/{o.value}.txt.j2" for o in Outcome} <= compiled
+
+
+def test_a_broken_template_fails_the_mails_that_need_it_not_the_warm_up(tmp_path: Path) -> None:
+    """The warm-up is only a speed-up: a template an admin broke must not stop the poll there;
+    the mails that need it fail in their own savepoints and say why (tests/test_faults.py)."""
+    folder = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", folder)
+    (folder / "de" / "outcomes" / "confirmed.txt.j2").write_text("{% if %}\n", encoding="utf-8")
+    base = make_config(tmp_path)
+    config = base.model_copy(
+        update={"mailbot": base.mailbot.model_copy(update={"templates": str(folder)})}
+    )
+    with trial_templates(config), pytest.raises(TemplateProblem):
+        warm_up(config)
+    store = Store(config.database_url)
+    try:
+        with trial_templates(config):
+            Pipeline(config, store)._warm_up()  # logs, does not raise
+    finally:
+        store.close()
