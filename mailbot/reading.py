@@ -173,8 +173,27 @@ def _start_helper(config: Config, parent: int) -> None:
     # (CI runs of the crash test left such orphans).
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _HELPER_CONFIG = config
+    _step_back()
     # "Up" means ready to read: a spawned helper imports the parser now (about 0.4 s).
     import mailbot.parse  # noqa: F401
+
+
+HELPER_NICENESS = 10
+
+
+def _step_back() -> None:
+    """Let the poll, the sender and the SMTP server run first whenever they can (nice 10).
+
+    On a machine with fewer cores than busy processes the scheduler shared the CPU evenly,
+    and the sender, which takes turns with the SMTP server for every reply, fell behind:
+    a 2,000-mail rush ended with about 300 replies still to send over one connection while
+    a core idled. This helper only ever works one batch ahead of the poll, so it loses
+    nothing by waiting: when the poll needs its batch, the poll waits and the helper gets the
+    core. In 16 interleaved runs (bench/timeline.py) the rush took 7 % less time, faster in
+    14 of them.
+    """
+    if hasattr(os, "nice"):
+        os.nice(HELPER_NICENESS)
 
 
 def _exit_with(parent: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 from helpers import JAN, assert_ends_with_its_parent, form, mail, make_config
 
 from mailbot.inbox.imap import FetchedMail
-from mailbot.reading import ReadAhead, read_inline
+from mailbot.reading import HELPER_NICENESS, ReadAhead, read_inline
 
 # In this process, which may have threads (pytest): spawned helpers, as in the worker. The
 # forked ones of `poll --once` run in single-threaded subprocesses below.
@@ -68,6 +68,18 @@ def test_the_helper_shows_its_job_in_ps(tmp_path: Path) -> None:
         assert reader.pool is not None
         names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in reader.pool._processes]
         assert names == ["mailbot-read"]
+    finally:
+        reader.close()
+
+
+def test_the_helper_steps_back_for_the_poll_and_the_sender(tmp_path: Path) -> None:
+    """It runs at a lower priority (mailbot/reading.py, `_step_back`), never a higher one."""
+    reader = ReadAhead(make_config(tmp_path), SPAWN)
+    try:
+        reader.up.result(timeout=60)
+        assert reader.pool is not None
+        helper = reader.pool.submit(os.nice, 0).result(timeout=60)
+        assert helper == min(19, os.nice(0) + HELPER_NICENESS)
     finally:
         reader.close()
 
