@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.context import BaseContext
@@ -192,7 +193,7 @@ def _step_back() -> None:
     core. In 16 interleaved runs (bench/timeline.py) the rush took 7 % less time, faster in
     14 of them.
     """
-    if hasattr(os, "nice"):
+    with suppress(AttributeError, OSError):  # no os.nice (Windows), or a sandbox forbids it
         os.nice(HELPER_NICENESS)
 
 

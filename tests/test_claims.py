@@ -21,7 +21,7 @@ from servers import SmtpSink
 
 from mailbot.config import SmtpSettings
 from mailbot.send import smtp
-from mailbot.send.smtp import BESIDE_CLAIM, BESIDE_LOW, BUSY_PAUSE, EMPTY_PAUSE, Claims, SentMarks
+from mailbot.send.smtp import BESIDE_CLAIM, BESIDE_LOW, BUSY_PAUSE, Claims, SentMarks
 from mailbot.store.db import Store
 
 NOW = datetime(2018, 2, 1, 9, 0, tzinfo=UTC)
@@ -76,8 +76,8 @@ def test_the_next_replies_are_claimed_before_the_last_ones_are_sent(store: Store
     claims = beside(store)
     first = claims.more([])
     assert [item.id for item in first] == list(range(1, BESIDE_CLAIM + 1))
-    assert claims.more([item.id for item in first[-BESIDE_LOW:]]) == []  # enough in hand
-    sent, in_hand = first[: -BESIDE_LOW + 1], [item.id for item in first[-BESIDE_LOW + 1 :]]
+    assert claims.more(first[-BESIDE_LOW:]) == []  # enough in hand
+    sent, in_hand = first[: -BESIDE_LOW + 1], first[-BESIDE_LOW + 1 :]
     for item in sent:
         claims.marks.pending.append((item.id, NOW))  # sent, the marks not yet written
     following = claims.more(in_hand)
@@ -90,14 +90,25 @@ def test_the_next_replies_are_claimed_before_the_last_ones_are_sent(store: Store
 def test_with_nothing_due_it_looks_again_after_a_pause(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(smtp, "EMPTY_PAUSE", 60.0)  # a slow machine cannot outlast it
     claims = beside(store)
     assert claims.more([]) == []
-    assert claims.pause() == EMPTY_PAUSE
+    assert claims.pause() == smtp.EMPTY_PAUSE
     enqueue(store, 1, 1)
     assert claims.more([]) == []  # within the pause: no transaction at all
-    monkeypatch.setattr(smtp, "EMPTY_PAUSE", 0.0)
-    claims._empty_until = 0.0
+    claims._empty_until = 0.0  # the pause is over
     assert [item.id for item in claims.more([])] == [1]
+
+
+def test_replies_in_hand_count_against_the_hourly_cap(store: Store) -> None:
+    """Found by review: the next claim came on top of the replies still in hand."""
+    enqueue(store, 1, 40)
+    claims = beside(store, hourly_cap=20)
+    first = claims.more([])
+    assert len(first) == 20
+    for item in first[:5]:
+        claims.marks.pending.append((item.id, NOW))  # 5 sent, 15 in hand
+    assert claims.more(first[5:]) == [] and claims.capped
 
 
 def test_at_the_hourly_cap_the_sender_beside_the_poll_stops(store: Store) -> None:

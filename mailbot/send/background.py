@@ -32,7 +32,7 @@ from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 0.2  # the pause after a pass that ended in failures (a sick server)
+IDLE_SECONDS = 0.2  # the pause after a pass that ended without sending (a sick server)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -140,11 +140,14 @@ async def send_outbox(
 ) -> SendReport:
     """Send every due reply over one SMTP connection (opened only when there is work).
 
-    `keep_going` is asked before each reply: once it says no, the rest of the claim is left
-    (its claim ends with this process, see `Store.claim_due`) and nothing more is claimed.
+    `keep_going` is asked before each reply and each claim: once it says no, the rest of the
+    claim is left (its claim ends with this process, see `Store.claim_due`) and nothing more
+    is claimed.
 
     `wait_for_lock=False` is the sender beside a long poll (send/background.py): it never
-    waits for the poll's write lock, and it keeps going until told to stop (`Claims`).
+    waits for the poll's write lock, and with nothing due it keeps its connection and looks
+    again (`Claims`), so it returns only when `keep_going` says no, after a failed reply or
+    connection, or at the hourly cap. Give it a `keep_going` that ends.
     """
     report = SendReport()
     marks = SentMarks(store, wait=wait_for_lock)
@@ -156,7 +159,7 @@ async def send_outbox(
             # After a failure nothing more is claimed: the server may be sick, and what is
             # claimed already is tried once (it backs off for the next cycle).
             if report.retried == report.failed == 0:
-                due.extend(claims.more([item.id for item in due]))
+                due.extend(claims.more(due))
             report.capped = claims.capped
             if not due:
                 if claims.beside and report.retried == report.failed == 0 and not claims.capped:
@@ -244,17 +247,18 @@ class Claims:
         self._busy = False
         self.capped = False
 
-    def more(self, holding: list[int]) -> list[OutboxItem]:
+    def more(self, in_hand: Collection[OutboxItem]) -> list[OutboxItem]:
         """The next claimed replies, or none now (enough in hand, the lock taken, none due)."""
         if self.capped:
             return []
         if not self.beside:
-            if holding:
+            if in_hand:
                 return []
             found, self.capped = _claim(self.store, self.now, self.hourly_cap, self.marks)
             return found
-        if len(holding) >= BESIDE_LOW or time.monotonic() < self._empty_until:
+        if len(in_hand) >= BESIDE_LOW or time.monotonic() < self._empty_until:
             return []
+        holding = [item.id for item in in_hand]
         try:
             found, self.capped = _claim(
                 self.store,
@@ -299,7 +303,8 @@ def _claim(
     with store.transaction(wait=wait) as conn:
         written = marks.write(conn) if marks is not None else 0
         sent_last_hour = store.sent_since(conn, now() - timedelta(hours=1))
-        budget = hourly_cap - sent_last_hour
+        # Replies in hand count as sent: they go out before the next claim is used up.
+        budget = hourly_cap - sent_last_hour - len(holding or ())
         if budget <= 0:
             store.set_health(
                 conn,
