@@ -191,6 +191,22 @@ def server_config_file(
     )
 
 
+def queue_replies(store: Store, first: int, count: int, at: datetime) -> None:
+    """Replies first .. first+count-1 in the outbox, due at `at`, each with its Message-ID."""
+    with store.transaction() as conn:
+        for i in range(first, first + count):
+            store.enqueue(
+                conn,
+                key=f"reply:{i}",
+                message_row=None,
+                purpose="reply:confirmed",
+                recipients=[f"p{i}@example.org"],
+                message_id=f"<{i}@example.org>",
+                raw=f"Message-ID: <{i}@example.org>\r\nSubject: {i}\r\n\r\nreply {i}\r\n".encode(),
+                now=at,
+            )
+
+
 def assert_ends_with_its_parent(pid: int, what: str, seconds: float = 10) -> None:
     """The helper process `pid`, whose parent was just killed, ends within `seconds`; one that
     does not is killed here (not left behind by a failing test either) and fails the test."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import queue_replies
 from servers import SmtpSink
 
 from mailbot.config import SmtpSettings
@@ -25,21 +26,6 @@ from mailbot.send.smtp import BESIDE_CLAIM, BESIDE_LOW, BUSY_PAUSE, Claims, Sent
 from mailbot.store.db import Store
 
 NOW = datetime(2018, 2, 1, 9, 0, tzinfo=UTC)
-
-
-def enqueue(store: Store, first: int, count: int) -> None:
-    with store.transaction() as conn:
-        for i in range(first, first + count):
-            store.enqueue(
-                conn,
-                key=f"reply:{i}",
-                message_row=None,
-                purpose="reply:confirmed",
-                recipients=[f"p{i}@example.org"],
-                message_id=f"<{i}@example.org>",
-                raw=f"Message-ID: <{i}@example.org>\r\nSubject: {i}\r\n\r\nreply {i}\r\n".encode(),
-                now=NOW,
-            )
 
 
 def beside(store: Store, hourly_cap: int = 100_000) -> Claims:
@@ -56,7 +42,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def test_with_the_lock_taken_a_claim_returns_at_once_and_tries_again_soon(
     tmp_path: Path, store: Store
 ) -> None:
-    enqueue(store, 1, 3)
+    queue_replies(store, 1, 3, NOW)
     poll = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
     claims = beside(store)
     try:
@@ -72,7 +58,7 @@ def test_with_the_lock_taken_a_claim_returns_at_once_and_tries_again_soon(
 
 
 def test_the_next_replies_are_claimed_before_the_last_ones_are_sent(store: Store) -> None:
-    enqueue(store, 1, BESIDE_CLAIM + 10)
+    queue_replies(store, 1, BESIDE_CLAIM + 10, NOW)
     claims = beside(store)
     first = claims.more([])
     assert [item.id for item in first] == list(range(1, BESIDE_CLAIM + 1))
@@ -94,7 +80,7 @@ def test_with_nothing_due_it_looks_again_after_a_pause(
     claims = beside(store)
     assert claims.more([]) == []
     assert claims.pause() == smtp.EMPTY_PAUSE
-    enqueue(store, 1, 1)
+    queue_replies(store, 1, 1, NOW)
     assert claims.more([]) == []  # within the pause: no transaction at all
     claims._empty_until = 0.0  # the pause is over
     assert [item.id for item in claims.more([])] == [1]
@@ -102,7 +88,7 @@ def test_with_nothing_due_it_looks_again_after_a_pause(
 
 def test_replies_in_hand_count_against_the_hourly_cap(store: Store) -> None:
     """Found by review: the next claim came on top of the replies still in hand."""
-    enqueue(store, 1, 40)
+    queue_replies(store, 1, 40, NOW)
     claims = beside(store, hourly_cap=20)
     first = claims.more([])
     assert len(first) == 20
@@ -112,7 +98,7 @@ def test_replies_in_hand_count_against_the_hourly_cap(store: Store) -> None:
 
 
 def test_at_the_hourly_cap_the_sender_beside_the_poll_stops(store: Store) -> None:
-    enqueue(store, 1, 2)
+    queue_replies(store, 1, 2, NOW)
     settings = SmtpSettings(host="127.0.0.1", port=9, security="none")  # never reached
     report = asyncio.run(
         asyncio.wait_for(
@@ -129,7 +115,7 @@ def test_beside_a_poll_that_keeps_the_lock_busy_each_reply_goes_out_once(
     tmp_path: Path, store: Store, smtp_sink: SmtpSink
 ) -> None:
     total = 300
-    enqueue(store, 1, 20)
+    queue_replies(store, 1, 20, NOW)
     done = threading.Event()
 
     def poll() -> None:
@@ -140,7 +126,7 @@ def test_beside_a_poll_that_keeps_the_lock_busy_each_reply_goes_out_once(
                 connection.execute("BEGIN IMMEDIATE")
                 time.sleep(0.03)
                 connection.execute("COMMIT")
-                enqueue(store, first, 20)
+                queue_replies(store, first, 20, NOW)
         finally:
             connection.close()
             done.set()

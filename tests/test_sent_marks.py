@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import queue_replies
 
 from mailbot.send import smtp
 from mailbot.send.smtp import MARK_BATCH, SentMarks
@@ -17,18 +18,7 @@ NOW = datetime(2018, 2, 1, 9, 0, tzinfo=UTC)
 
 def outbox_store(path: Path, count: int) -> Store:
     store = Store(f"sqlite:///{path}")
-    with store.transaction() as conn:
-        for i in range(count):
-            store.enqueue(
-                conn,
-                key=f"reply:{i}",
-                message_row=None,
-                purpose="reply:confirmed",
-                recipients=[f"p{i}@example.org"],
-                message_id=f"<{i}@example.org>",
-                raw=b"x",
-                now=NOW,
-            )
+    queue_replies(store, 1, count, NOW)
     return store
 
 
