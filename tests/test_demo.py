@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+from mailbot.demo.run import demo_config
 
 
 def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
@@ -31,3 +37,18 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     # The promotion mail to the first person on the waiting list went out.
     promoted = [line for line in table.splitlines() if line.startswith("  to b.huelsmann@")]
     assert len(promoted) == 2 and "nachgerückt" in promoted[1], table
+
+
+def test_the_demo_run_where_the_readme_says_finds_the_templates_beside_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by running the README's first command in a fresh clone: `mailbot demo` in the
+    repository's root, with config.toml and templates/ beside it and the package installed
+    with `pip install .`, looked for templates/ in its own temporary folder and stopped."""
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path / "demo-work"
+    workdir.mkdir()
+    config = demo_config(Path("config.toml"), 1143, 1025, "secret", workdir)
+    assert config.templates_dir == (tmp_path / "templates").resolve()

@@ -76,7 +76,9 @@ def base_config_data(path: Path | None) -> tuple[dict[str, Any], Path | None]:
     ]
     for candidate in candidates:
         if candidate.exists():
-            return tomllib.loads(candidate.read_text(encoding="utf-8")), candidate
+            # Absolute: the demo's own config lives in a temporary folder, and a relative
+            # "templates" next to a relative config.toml would be looked for there.
+            return tomllib.loads(candidate.read_text(encoding="utf-8")), candidate.resolve()
     raise ConfigError("no config.toml found for the demo; pass --config PATH")
 
 
