@@ -359,7 +359,9 @@ def run_profile(config: Path, database: Path, n: int, work: Path, out: Path) -> 
 
 def outbox_replies(database: Path) -> list[tuple[list[str], bytes]]:
     with sqlite3.connect(database) as db:
-        rows = db.execute("select recipients, raw from outbox order by id").fetchall()
+        rows = db.execute(
+            "select recipients, raw from outbox join outbox_bodies on outbox_id = id order by id"
+        ).fetchall()
     return [(json.loads(r), bytes(raw)) for r, raw in rows]
 
 

@@ -26,6 +26,7 @@ from mailbot.store.schema import (
     audit_log,
     messages,
     outbox,
+    outbox_bodies,
     participants,
     reply_log,
 )
@@ -257,7 +258,9 @@ def test_forget_leaves_only_anonymous_counts(
     assert code == 0 and "1 participants, 1 registrations, 1 mails, 1 replies" in out
     assert [p.email for p in db_rows(config, participants)] == ["bernd@example.org"]
     everything = " ".join(
-        str(tuple(r)) for t in (messages, outbox, audit_log) for r in db_rows(config, t)
+        str(tuple(r))
+        for t in (messages, outbox, outbox_bodies, audit_log)
+        for r in db_rows(config, t)
     )
     assert "anna" not in everything.lower()
     assert [(c.event_id, c.status, c.count) for c in db_rows(config, anonymous_counts)] == [

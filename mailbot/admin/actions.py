@@ -174,7 +174,7 @@ def resend(store: Store, reference: str, now: datetime) -> str:
             purpose=entry.purpose,
             recipients=json.loads(entry.recipients),
             message_id=entry.message_id,
-            raw=entry.raw,
+            raw=store.reply_bytes(conn, [entry.id])[entry.id],
             now=now,
         )
         return f"reply {entry.id} ({entry.message_id}) queued again to {', '.join(json.loads(entry.recipients))}"

@@ -142,11 +142,12 @@ def print_table(
 def _sent_replies(store: Store) -> list[tuple[str, str]]:
     from sqlalchemy import select
 
-    from mailbot.store.schema import outbox
+    from mailbot.store.schema import outbox, outbox_bodies
 
     with store.transaction() as conn:
         rows = conn.execute(
-            select(outbox.c.recipients, outbox.c.raw)
+            select(outbox.c.recipients, outbox_bodies.c.raw)
+            .join(outbox_bodies, outbox_bodies.c.outbox_id == outbox.c.id)
             .where(outbox.c.sent_at.is_not(None))
             .order_by(outbox.c.id)
         ).all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Collection, Iterator
@@ -27,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -47,11 +49,14 @@ from mailbot.store.schema import (
     messages,
     metadata,
     outbox,
+    outbox_bodies,
     participants,
     registrations,
     reply_log,
     schema_info,
 )
+
+log = logging.getLogger(__name__)
 
 # Indexes earlier versions made and this one no longer reads: dropped at start, because
 # every insert would keep paying for them. (ix_outbox_recent_recipients served the loop
@@ -85,6 +90,7 @@ _INSERT_REGISTRATION = insert(registrations)
 _UPDATE_REGISTRATION = update(registrations).where(registrations.c.id == bindparam("b_id"))
 _OUTBOX_KEY = select(outbox.c.id).where(outbox.c.key == bindparam("b_key"))
 _INSERT_OUTBOX = insert(outbox)
+_INSERT_OUTBOX_BODY = insert(outbox_bodies)
 _INSERT_REPLY_LOG = insert(reply_log)
 _REPLIES_TO = (
     select(func.count())
@@ -167,15 +173,33 @@ class Store:
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
             if sqlite:
                 self._count_seat_changes(conn)
-            self._fill_reply_log(conn)
             versions = [row.version for row in conn.execute(select(schema_info))]
-            if not versions:
-                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
-            elif max(versions) != SCHEMA_VERSION:
+            if versions and max(versions) > SCHEMA_VERSION:
                 raise StoreError(
-                    f"database schema version {max(versions)} is not the {SCHEMA_VERSION} this "
-                    "mailbot knows; use the matching mailbot version or migrate the database"
+                    f"database schema version {max(versions)} is newer than the {SCHEMA_VERSION} "
+                    "this mailbot knows; use the matching mailbot version"
                 )
+            self._move_reply_bytes(conn)
+            self._fill_reply_log(conn)
+            if not versions or max(versions) < SCHEMA_VERSION:
+                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
+
+    @staticmethod
+    def _move_reply_bytes(conn: Connection) -> None:
+        """A database from before schema version 2 keeps each reply's bytes in its outbox
+        row: move them to `outbox_bodies`, in the transaction that stamps the new version.
+
+        Decided by the table itself, not by the version number: a database old enough to
+        have no version at all has the old outbox too.
+        """
+        columns = {c["name"] for c in inspect(conn).get_columns("outbox")}
+        if "raw" not in columns:
+            return
+        moved = conn.execute(
+            text("INSERT INTO outbox_bodies (outbox_id, raw) SELECT id, raw FROM outbox")
+        ).rowcount
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN raw"))
+        log.info("database upgraded to schema version 2: %d replies' bytes moved", moved)
 
     @staticmethod
     def _fill_reply_log(conn: Connection) -> None:
@@ -542,7 +566,7 @@ class Store:
         """Queue a reply unless one with the same key exists; True when it was queued."""
         if self._first(conn, _OUTBOX_KEY, {"b_key": key}) is not None:
             return False
-        self._insert(
+        outbox_id = self._insert(
             conn,
             _INSERT_OUTBOX,
             {
@@ -551,12 +575,12 @@ class Store:
                 "purpose": purpose,
                 "recipients": json.dumps(recipients),
                 "message_id": message_id,
-                "raw": raw,
                 "created_at": now,
                 "attempts": 0,
                 "next_attempt_at": now,
             },
         )
+        self._insert(conn, _INSERT_OUTBOX_BODY, {"outbox_id": outbox_id, "raw": raw})
         if purpose not in UNCOUNTED_PURPOSES:
             for address in recipients:
                 values = {"address_hash": reply_log_hash(address), "created_at": now}
@@ -590,7 +614,6 @@ class Store:
             select(
                 outbox.c.id,
                 outbox.c.recipients,
-                outbox.c.raw,
                 outbox.c.attempts,
                 outbox.c.message_id,
                 outbox.c.claimed_by,
@@ -609,16 +632,28 @@ class Store:
             or holder_is_gone(r.claimed_by)
             or r.claimed_by == holder
         ]
-        if free:
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([r.id for r in free]))
-                .values(claimed_by=holder, claimed_until=now + lease)
-            )
+        if not free:
+            return []
+        ids = [r.id for r in free]
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids))
+            .values(claimed_by=holder, claimed_until=now + lease)
+        )
+        raws = self.reply_bytes(conn, ids)
         return [
-            OutboxItem(r.id, json.loads(r.recipients), r.raw, r.attempts, r.message_id)
+            OutboxItem(r.id, json.loads(r.recipients), raws[r.id], r.attempts, r.message_id)
             for r in free
         ]
+
+    def reply_bytes(self, conn: Connection, outbox_ids: Collection[int]) -> dict[int, bytes]:
+        """The bytes of these replies, by outbox id."""
+        rows = conn.execute(
+            select(outbox_bodies.c.outbox_id, outbox_bodies.c.raw).where(
+                outbox_bodies.c.outbox_id.in_(list(outbox_ids))
+            )
+        )
+        return {row.outbox_id: bytes(row.raw) for row in rows}
 
     def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
         self._change(conn, _MARK_SENT, {"b_id": item_id, "b_now": now})
