@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from mailbot.config import Config
 from mailbot.decide.rules import Decision, EventState, Seat, Status
@@ -180,6 +181,7 @@ class Store:
                     "this mailbot knows; use the matching mailbot version"
                 )
             self._move_reply_bytes(conn)
+            self._drop_orphan_bodies(conn)
             self._fill_reply_log(conn)
             if not versions or max(versions) < SCHEMA_VERSION:
                 conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
@@ -187,19 +189,50 @@ class Store:
     @staticmethod
     def _move_reply_bytes(conn: Connection) -> None:
         """A database from before schema version 2 keeps each reply's bytes in its outbox
-        row: move them to `outbox_bodies`, in the transaction that stamps the new version.
+        row: move them to `outbox_bodies`, in the transaction that stamps the new version
+        (all of it or nothing).
 
         Decided by the table itself, not by the version number: a database old enough to
         have no version at all has the old outbox too.
         """
-        columns = {c["name"] for c in inspect(conn).get_columns("outbox")}
-        if "raw" not in columns:
+
+        def old_layout() -> bool:
+            return "raw" in {c["name"] for c in inspect(conn).get_columns("outbox")}
+
+        if not old_layout():
             return
-        moved = conn.execute(
-            text("INSERT INTO outbox_bodies (outbox_id, raw) SELECT id, raw FROM outbox")
-        ).rowcount
-        conn.execute(text("ALTER TABLE outbox DROP COLUMN raw"))
+        dialect = conn.dialect.name
+        if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise StoreError(
+                f"this database needs an upgrade that SQLite {sqlite3.sqlite_version} cannot "
+                "do (ALTER TABLE … DROP COLUMN came with 3.35); run mailbot with a Python "
+                "whose sqlite3 is 3.35 or newer"
+            )
+        if dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already keeps others out
+            conn.execute(text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+            if not old_layout():  # another process upgraded it meanwhile
+                return
+        try:
+            moved = conn.execute(
+                text("INSERT INTO outbox_bodies (outbox_id, raw) SELECT id, raw FROM outbox")
+            ).rowcount
+            conn.execute(text("ALTER TABLE outbox DROP COLUMN raw"))
+        except DBAPIError as exc:
+            raise StoreError(
+                f"upgrading the database to schema version 2 failed, nothing was changed: "
+                f"{exc.orig}; stop every mailbot process and try again, or restore a backup"
+            ) from exc
         log.info("database upgraded to schema version 2: %d replies' bytes moved", moved)
+
+    @staticmethod
+    def _drop_orphan_bodies(conn: Connection) -> None:
+        """Reply bytes whose outbox row is gone: deleted by hand with foreign keys off (the
+        sqlite3 shell's default), so the cascade did not run. They would be personal data
+        nobody can see any more, and a new reply that gets the freed id could not be
+        queued."""
+        conn.execute(
+            delete(outbox_bodies).where(outbox_bodies.c.outbox_id.not_in(select(outbox.c.id)))
+        )
 
     @staticmethod
     def _fill_reply_log(conn: Connection) -> None:
@@ -641,9 +674,14 @@ class Store:
             .values(claimed_by=holder, claimed_until=now + lease)
         )
         raws = self.reply_bytes(conn, ids)
+        for r in free:
+            if r.id not in raws:  # only by hand: enqueue writes both rows in one savepoint
+                log.error("reply %s has no bytes in outbox_bodies; marked failed", r.message_id)
+                self.mark_failed(conn, r.id, now, "its bytes are missing from outbox_bodies")
         return [
             OutboxItem(r.id, json.loads(r.recipients), raws[r.id], r.attempts, r.message_id)
             for r in free
+            if r.id in raws
         ]
 
     def reply_bytes(self, conn: Connection, outbox_ids: Collection[int]) -> dict[int, bytes]:
