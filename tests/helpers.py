@@ -191,8 +191,11 @@ def server_config_file(
     )
 
 
-def queue_replies(store: Store, first: int, count: int, at: datetime) -> None:
-    """Replies first .. first+count-1 in the outbox, due at `at`, each with its Message-ID."""
+def queue_replies(
+    store: Store, first: int, count: int, at: datetime, raw: bytes | None = None
+) -> None:
+    """Replies first .. first+count-1 in the outbox, due at `at`, each with its Message-ID
+    (and these bytes, if given)."""
     with store.transaction() as conn:
         for i in range(first, first + count):
             store.enqueue(
@@ -202,7 +205,8 @@ def queue_replies(store: Store, first: int, count: int, at: datetime) -> None:
                 purpose="reply:confirmed",
                 recipients=[f"p{i}@example.org"],
                 message_id=f"<{i}@example.org>",
-                raw=f"Message-ID: <{i}@example.org>\r\nSubject: {i}\r\n\r\nreply {i}\r\n".encode(),
+                raw=raw
+                or f"Message-ID: <{i}@example.org>\r\nSubject: {i}\r\n\r\nreply {i}\r\n".encode(),
                 now=at,
             )
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import queue_replies
 
 from mailbot.store.db import Store, StoreError
 from mailbot.store.schema import SCHEMA_VERSION
@@ -15,17 +16,7 @@ NOW = datetime(2018, 2, 1, 9, 30, tzinfo=UTC)
 
 
 def queue_reply(store: Store, number: int, raw: bytes) -> None:
-    with store.transaction() as conn:
-        store.enqueue(
-            conn,
-            key=f"reply:{number}",
-            message_row=None,
-            purpose="reply:confirmed",
-            recipients=[f"p{number}@example.org"],
-            message_id=f"<{number}@example.org>",
-            raw=raw,
-            now=NOW,
-        )
+    queue_replies(store, number, 1, NOW, raw)
 
 
 # The outbox of schema version 1, as SQLAlchemy created it (sqlite_master of such a database).
