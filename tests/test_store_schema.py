@@ -193,3 +193,18 @@ def test_newer_database_is_refused_with_the_reason(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match=f"version {SCHEMA_VERSION + 1} is newer"):
         Store(f"sqlite:///{path}")
+
+
+def test_resending_a_reply_without_bytes_says_so(tmp_path: Path) -> None:
+    from mailbot.admin.actions import AdminError, resend
+
+    store = Store(f"sqlite:///{tmp_path / 'mailbot.sqlite3'}")
+    queue_reply(store, 1, b"Subject: x\r\n\r\neins\r\n")
+    with store.transaction() as conn:
+        conn.exec_driver_sql("UPDATE outbox SET sent_at = '2018-02-01 09:31:00.000000'")
+    assert "queued again" in resend(store, "<1@example.org>", NOW)  # bytes there: fine
+    with store.transaction() as conn:
+        conn.exec_driver_sql("DELETE FROM outbox_bodies")
+    with pytest.raises(AdminError, match="has no stored text"):
+        resend(store, "<1@example.org>", NOW)
+    store.close()

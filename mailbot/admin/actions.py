@@ -167,6 +167,9 @@ def resend(store: Store, reference: str, now: datetime) -> str:
                 .values(failed_at=None, attempts=0, next_attempt_at=now, last_error=None)
             )
             return f"reply {entry.id} ({entry.message_id}) will be retried now"
+        raw = store.reply_bytes(conn, [entry.id]).get(entry.id)
+        if raw is None:  # only after a delete by hand; the claim marks such a reply failed
+            raise AdminError(f"reply {entry.id} has no stored text to send again")
         store.enqueue(  # the loop brake counts it like any reply
             conn,
             key=f"resend:{entry.id}:{now.isoformat()}",
@@ -174,7 +177,7 @@ def resend(store: Store, reference: str, now: datetime) -> str:
             purpose=entry.purpose,
             recipients=json.loads(entry.recipients),
             message_id=entry.message_id,
-            raw=store.reply_bytes(conn, [entry.id])[entry.id],
+            raw=raw,
             now=now,
         )
         return f"reply {entry.id} ({entry.message_id}) queued again to {', '.join(json.loads(entry.recipients))}"
