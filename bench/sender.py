@@ -45,25 +45,14 @@ def reply_bytes() -> bytes:
 def child(mode: str, database: Path, port: int, n: int) -> dict[str, float]:
     """Queue n replies, send them all one way, and time the sending."""
     import aiosmtplib
+    from helpers import queue_replies
 
     from mailbot.config import SmtpSettings
     from mailbot.send.smtp import send_outbox
     from mailbot.store.db import Store
 
     store = Store(f"sqlite:///{database}")
-    raw = reply_bytes()
-    with store.transaction() as conn:
-        for i in range(n):
-            store.enqueue(
-                conn,
-                key=f"reply:{i}",
-                message_row=None,
-                purpose="reply:confirmed",
-                recipients=[f"person{i}@example.org"],
-                message_id=f"<{i}@example.org>",
-                raw=raw,
-                now=datetime.now(UTC),
-            )
+    queue_replies(store, 0, n, datetime.now(UTC), reply_bytes())
     spans: list[tuple[float, float]] = []
     plain_sendmail = aiosmtplib.SMTP.sendmail
 
