@@ -110,12 +110,14 @@ def cmd_parse(args: argparse.Namespace, config: Config | None) -> int:
 
 
 def cmd_poll(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.helpers import freeze_startup_heap
     from mailbot.inbox.imap import InboxError
     from mailbot.pipeline import Pipeline
     from mailbot.store.db import Store
 
     store = Store(config.database_url)
     pipeline = Pipeline(config, store)
+    freeze_startup_heap()
     try:
         report = pipeline.cycle_here()
     except InboxError as exc:
@@ -144,13 +146,16 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     signal.signal(signal.SIGTERM, stop_early)
     try:
+        from mailbot.helpers import freeze_startup_heap
         from mailbot.pipeline import Pipeline
         from mailbot.store.db import Store
         from mailbot.worker import run_worker
 
         store = Store(config.database_url)
         try:
-            asyncio.run(run_worker(Pipeline(config, store)))
+            pipeline = Pipeline(config, store)
+            freeze_startup_heap()
+            asyncio.run(run_worker(pipeline))
         finally:
             store.close()
     except _StopBeforeStart:

@@ -24,7 +24,7 @@ from multiprocessing.context import BaseContext
 
 from mailbot.config import Config
 from mailbot.forward import unwrap_forward
-from mailbot.helpers import helper_context, is_forked, name_this_process
+from mailbot.helpers import freeze_startup_heap, helper_context, is_forked, name_this_process
 from mailbot.inbox.imap import FetchedMail
 from mailbot.models import ParsedMail
 
@@ -177,6 +177,8 @@ def _start_helper(config: Config, parent: int) -> None:
     _step_back()
     # "Up" means ready to read: a spawned helper imports the parser now (about 0.4 s).
     import mailbot.parse  # noqa: F401
+
+    freeze_startup_heap()
 
 
 HELPER_NICENESS = 10

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 
 from mailbot.clock import utc_now
 from mailbot.config import Config
-from mailbot.helpers import helper_context, is_forked, name_this_process
+from mailbot.helpers import freeze_startup_heap, helper_context, is_forked, name_this_process
 from mailbot.send.smtp import send_outbox
 from mailbot.store.db import BUSY_TIMEOUT_MS, Store
 
@@ -85,6 +85,7 @@ def _main(
 
     setup_logging(verbose=level <= logging.DEBUG)
     store = Store(config.database_url)
+    freeze_startup_heap()  # forked: nothing new; spawned: its own imports
     try:
         asyncio.run(_send_until_told(store, config, pipe, parent))
     finally:
