@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -194,6 +194,7 @@ class Pipeline:
                 # A move that keeps failing (quota, permissions) must not stop new mail.
                 log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
+            too_big = inbox.larger_than(last_uid, imap.max_message_bytes) if uids else set()
             batches = [uids[i : i + imap.batch_size] for i in range(0, len(uids), imap.batch_size)]
             helpers = self._helpers_for(len(batches))
             # The sender first: the read-ahead pool starts a thread, after which a helper can
@@ -201,7 +202,9 @@ class Pipeline:
             with sending_alongside(self.config) if helpers else nullcontext():
                 reader = ReadAhead(self.config) if helpers else ReadInline(self.config)
                 try:
-                    last_uid = self._handle_batches(inbox, batches, reader, last_uid, report)
+                    last_uid = self._handle_batches(
+                        inbox, batches, too_big, reader, last_uid, report
+                    )
                 finally:
                     reader.close()
             if not uids:
@@ -231,6 +234,7 @@ class Pipeline:
         self,
         inbox: ImapInbox,
         batches: Sequence[Sequence[int]],
+        too_big: Collection[int],
         reader: ReadInline,
         last_uid: int,
         report: CycleReport,
@@ -242,7 +246,7 @@ class Pipeline:
         for batch in [*batches, None]:
             started = None
             if batch is not None and not self.stop_requested.is_set():
-                started = self._start_batch(inbox, batch, reader)
+                started = self._start_batch(inbox, batch, too_big, reader)
             if ahead is not None:
                 if first and reader.reads_first_batch_elsewhere:
                     self._warm_up()  # instead of waiting idle for the helper's first batch
@@ -273,14 +277,10 @@ class Pipeline:
             log.debug("warming up the replies failed: %s", exc)
 
     def _start_batch(
-        self, inbox: ImapInbox, batch: Sequence[int], reader: ReadInline
+        self, inbox: ImapInbox, batch: Sequence[int], too_big: Collection[int], reader: ReadInline
     ) -> StartedBatch:
-        limit = self.config.imap.max_message_bytes
-        sizes = inbox.sizes(batch)
-        too_big = [uid for uid in batch if sizes.get(uid, 0) > limit]
-        small = [uid for uid in batch if uid not in too_big]
-        fetched = [(m, True) for m in inbox.fetch_headers(too_big)]
-        fetched += [(m, False) for m in inbox.fetch(small)]
+        fetched = [(m, True) for m in inbox.fetch_headers([u for u in batch if u in too_big])]
+        fetched += [(m, False) for m in inbox.fetch([u for u in batch if u not in too_big])]
         folder = self.config.imap.folder
         with self.store.transaction() as conn:
             known = self.store.messages_by_uids(conn, folder, inbox.uidvalidity, list(batch))

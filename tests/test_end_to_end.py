@@ -368,3 +368,45 @@ def test_mail_over_the_size_limit_goes_to_review_unread(
     assert "too large to read" in report.mails[0].outcome
     assert dovecot.flags(config.imap.review_folder) == {1: set()}  # unread, for a human
     assert [r.rcpt_tos for r in smtp_sink.received] == [["bernd.brandt@example.org"]]
+
+
+def test_size_limit_is_the_servers_size_to_the_byte(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """The limit is checked by SEARCH LARGER: a mail of exactly max_message_bytes (as the
+    server counts them) is read; one byte more is not downloaded."""
+
+    def crlf_mail(name: str, address: str, padding: int) -> bytes:
+        lines = [
+            f"From: {name} <{address}>",
+            "To: werkstatt@example.org",
+            "Subject: Anmeldung 2. Werkstatt",
+            f"Message-ID: <{address}>",
+            "",
+            *form(name, address).encode("ascii", "replace").decode().splitlines(),
+            *["x" * 70] * 50,
+            "x" * padding,
+        ]
+        return "\r\n".join(lines).encode() + b"\r\n"
+
+    # Two names and addresses of the same length: the second mail is one byte longer.
+    at_limit = crlf_mail("Anna Arndt", "anna.arndt@example.org", 10)
+    over = crlf_mail("Bert Brand", "bert.brand@example.org", 11)
+    assert len(over) == len(at_limit) + 1
+    first = dovecot.append(at_limit, JAN)
+    dovecot.append(over, JAN + timedelta(hours=1))
+    with dovecot.client() as imap:
+        imap.select_folder("INBOX", readonly=True)
+        limit = imap.fetch([first], [b"RFC822.SIZE"])[first][b"RFC822.SIZE"]
+        imap.logout()
+    assert limit == len(at_limit)
+    config = server_config(tmp_path, dovecot, smtp_sink)
+    config = config.model_copy(
+        update={"imap": config.imap.model_copy(update={"max_message_bytes": limit})}
+    )
+    report = run_cycle(config)
+    assert [(m.sender, m.state) for m in report.mails] == [
+        ("anna.arndt@example.org", "done"),
+        ("bert.brand@example.org", "review"),
+    ]
+    assert "too large to read" in report.mails[1].outcome

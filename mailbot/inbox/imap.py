@@ -150,15 +150,18 @@ class ImapInbox:
                 int(data.get(b"RFC822.SIZE", 0)),
             )
 
-    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
-        """RFC822.SIZE of each UID: asked before fetching, so a huge mail is never downloaded."""
-        if not uids:
-            return {}
+    def larger_than(self, after: int, limit: int) -> set[int]:
+        """UIDs above `after` of the mails over `limit` bytes, so a huge mail is never downloaded.
+
+        One SEARCH for the whole backlog (LARGER counts the same RFC 5322 size as
+        RFC822.SIZE): asking each batch's sizes by FETCH cost a round trip and a parsed line
+        per mail, about a tenth of a millisecond each in a rush (bench/rush.py).
+        """
         try:
-            response = self.client.fetch(list(uids), [b"RFC822.SIZE"])
+            found = self.client.search(["UID", f"{after + 1}:*", "LARGER", str(limit)])
         except (IMAPClientError, OSError) as exc:
-            raise InboxError(f"IMAP FETCH (sizes) failed: {exc}") from None
-        return {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in response.items()}
+            raise InboxError(f"IMAP SEARCH (sizes) failed: {exc}") from None
+        return {uid for uid in found if uid > after}
 
     def fetch_headers(self, uids: Sequence[int]) -> Iterator[FetchedMail]:
         """Only the header of each mail (BODY.PEEK[HEADER]): enough to say who sent what."""
