@@ -9,7 +9,8 @@ polls in its main thread without other threads; the worker (scheduler, IDLE) has
 spawns. Only on Linux: macOS offers fork, but its system libraries do not survive it.
 
 The poll itself does not import the parser: a forked read-ahead helper imports it while the
-poll imports the rest, and a poll that finds no mail never needs it.
+poll imports the rest, and a poll that finds no mail never needs it. Nor does the poll import
+jinja2 and icalendar before its first fetch: it does while the helper reads (`_warm_up`).
 
 A forked child inherits the parent's open IMAP socket and database connections. It never
 touches them and leaves through os._exit, so nothing of the parent's is closed, finalized

@@ -28,13 +28,13 @@ from mailbot.reply.context import base_context, event_context
 from mailbot.reply.render import (
     ReplyItem,
     ReplyRequest,
-    SnapshotEnvironment,
     TemplateProblem,
     environment,
     render_bodies,
     trial_templates,
 )
 from mailbot.reply.samples import warm_up
+from mailbot.reply.templating import CompiledTemplates, SnapshotEnvironment, load_environment
 from mailbot.store.db import Store
 
 
@@ -131,6 +131,75 @@ def test_edited_templates_show_only_after_a_reload(tmp_path: Path) -> None:
         after, _ = render_bodies(request, config)
     assert "Neu bestätigt: Anna Beispiel" in after and after != before
     assert render_bodies(request, config)[0] == after
+
+
+def _snapshot(folder: Path, cache: CompiledTemplates, compiled: list[str]) -> SnapshotEnvironment:
+    """An environment over `folder` alone that notes which templates it had to compile."""
+    env = load_environment(folder, folder / "no-defaults", cache)
+    compile_source = env.compile
+
+    def noting(source: str, name: str | None = None, *args: object, **kw: object) -> object:
+        compiled.append(name or "?")
+        return compile_source(source, name, *args, **kw)  # type: ignore[arg-type]
+
+    env.compile = noting  # type: ignore[method-assign]
+    return env
+
+
+def test_compiled_templates_come_from_the_cache_until_the_source_changes(tmp_path: Path) -> None:
+    """A second process (here: a second snapshot) loads the code the first one compiled; an
+    edited template is compiled afresh and renders the new text."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    page = folder / "page.html.j2"
+    page.write_text("<p>{{ name }}</p>\n", encoding="utf-8")
+    cache = CompiledTemplates(str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    compiled: list[str] = []
+    first = _snapshot(folder, cache, compiled).template("page.html.j2").render(name="<Ann>")
+    assert first == "<p>&lt;Ann&gt;</p>\n" and compiled == ["page.html.j2"]
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    again = _snapshot(folder, cache, compiled).template("page.html.j2").render(name="<Ann>")
+    assert again == first and compiled == ["page.html.j2"]  # not compiled a second time
+    page.write_text("<h1>{{ name }}</h1>\n", encoding="utf-8")
+    edited = _snapshot(folder, cache, compiled).template("page.html.j2").render(name="<Ann>")
+    assert edited == "<h1>&lt;Ann&gt;</h1>\n" and compiled == ["page.html.j2"] * 2
+
+
+def test_code_compiled_under_other_options_is_not_taken(tmp_path: Path) -> None:
+    """Same name, file and source, but no autoescaping: jinja2's own key would hand this
+    environment the escaping code; ours compiles its own."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "page.html.j2").write_text("{{ name }}", encoding="utf-8")
+    (tmp_path / "cache").mkdir()
+    cache = CompiledTemplates(str(tmp_path / "cache"))
+    escaping = _snapshot(folder, cache, [])
+    assert escaping.template("page.html.j2").render(name="<b>") == "&lt;b&gt;"
+    plain = _snapshot(folder, cache, [])
+    plain.autoescape = False
+    assert plain.template("page.html.j2").render(name="<b>") == "<b>"
+
+
+def test_a_broken_cache_never_breaks_a_reply(tmp_path: Path) -> None:
+    """A cache file cut short or overwritten with garbage, and a cache directory that is gone:
+    the template is compiled as without a cache, and renders."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "a.txt.j2").write_text("Hallo {{ name }}", encoding="utf-8")
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    cache = CompiledTemplates(str(directory))
+    assert _snapshot(folder, cache, []).template("a.txt.j2").render(name="Ann") == "Hallo Ann"
+    (written,) = directory.iterdir()
+    for garbage in (written.read_bytes()[:20], b"\x00" * 64, b""):
+        written.write_bytes(garbage)
+        compiled: list[str] = []
+        env = _snapshot(folder, cache, compiled)
+        assert env.template("a.txt.j2").render(name="Ann") == "Hallo Ann"
+        assert compiled == ["a.txt.j2"]
+    shutil.rmtree(directory)
+    assert _snapshot(folder, cache, []).template("a.txt.j2").render(name="Ann") == "Hallo Ann"
 
 
 def test_plain_addresses_skip_parseaddr_without_changing_the_answer() -> None:

@@ -21,7 +21,6 @@ from email.utils import format_datetime, make_msgid
 from mailbot.config import Config
 from mailbot.reply import wire
 from mailbot.reply.context import language_of, one_line
-from mailbot.reply.ics import calendar_files
 from mailbot.reply.render import ReplyRequest, render_bodies
 
 # ASCII only: a header of our reply is 7-bit, and a sender may put anything in theirs.
@@ -77,6 +76,8 @@ class OutgoingMail:
 
 def compose_reply(request: ReplyRequest, config: Config, now: datetime) -> OutgoingMail:
     """The finished reply, with threading and the RFC 3834 headers that stop auto-reply loops."""
+    from mailbot.reply.ics import calendar_files  # icalendar comes with the first reply
+
     language = language_of(request.language, config)
     calendars = calendar_files(request, config, now)
     text, html = render_bodies(request, config, [c.filename for c in calendars])

@@ -10,15 +10,12 @@ text part and the HTML part can never say different things.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from jinja2 import FunctionLoader, StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from mailbot.config import Config
 from mailbot.decide.rules import Outcome, ReplyKind
@@ -29,6 +26,11 @@ from mailbot.reply.context import (
     language_of,
     one_line,
 )
+
+if TYPE_CHECKING:  # jinja2 itself comes with the first template (reply/templating.py)
+    from jinja2 import TemplateError
+
+    from mailbot.reply.templating import SnapshotEnvironment
 
 __all__ = [
     "LANGUAGES",
@@ -84,70 +86,12 @@ def default_templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class SnapshotEnvironment(SandboxedEnvironment):
-    """The sandbox over one snapshot of the templates, with three shortcuts that change nothing
-    a template sees:
-
-    * `item.text` on a plain dict returns the key at once. The sandbox first asks for the
-      attribute and falls back to the key only after an AttributeError; for a key that is no
-      attribute of `dict` that always ends the same way, only slower (about 50 µs of the
-      250 µs the three templates of a reply take to render).
-    * `template(name)` keeps each compiled template for the life of the snapshot (a reload is
-      a new snapshot), without jinja's weak-reference keyed, locked cache lookup (about 10 µs
-      a reply).
-    * A template's globals are one plain dict, not jinja's ChainMap over the environment's:
-      every render copies them into a new context, key by key through the ChainMap's Python
-      code (about 40 µs a reply). Nothing changes an environment's globals once templates are
-      loaded (jinja asks for that anyway), so every template sees the same names.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.loaded: dict[str, Template] = {}
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
-        return {**self.globals, **(d or {})}
-
-    def template(self, name: str) -> Template:
-        found = self.loaded.get(name)
-        if found is None:
-            found = self.loaded[name] = self.get_template(name)
-        return found
-
-
 def load_environment(templates_dir: Path) -> SnapshotEnvironment:
-    """A sandboxed environment over a snapshot of the template files, read now.
+    """A sandboxed snapshot of `templates_dir` over the shipped defaults (reply/templating.py)."""
+    from mailbot.reply import templating
 
-    A snapshot, not a live folder: an admin's half-finished edit must not reach participants.
-    `trial_templates` swaps in a new snapshot only once every reply renders with it.
-    """
-    sources: dict[str, tuple[str, str]] = {}
-    for base in (default_templates_dir(), templates_dir):  # the admin's files override
-        if base.is_dir():
-            for path in sorted(base.rglob("*.j2")):
-                name = path.relative_to(base).as_posix()
-                sources[name] = (path.read_text(encoding="utf-8"), str(path))
-
-    def load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
-        found = sources.get(name)
-        return None if found is None else (found[0], found[1], lambda: True)
-
-    return SnapshotEnvironment(
-        loader=FunctionLoader(load),
-        undefined=StrictUndefined,
-        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
+    return templating.load_environment(
+        templates_dir, default_templates_dir(), templating.template_cache()
     )
 
 
@@ -194,6 +138,8 @@ def trial_templates(config: Config) -> Iterator[None]:
 
 def render_template(config: Config, name: str, context: dict[str, Any]) -> str:
     """Render one template; any jinja error becomes a `TemplateProblem` naming file and line."""
+    from jinja2 import TemplateError  # loaded by environment() by now: a dict lookup
+
     try:
         return environment(config).template(name).render(context)
     except TemplateError as exc:

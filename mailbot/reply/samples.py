@@ -96,10 +96,11 @@ def sample_requests(config: Config) -> Iterator[tuple[str, ReplyRequest]]:
 def warm_up(config: Config) -> None:
     """Compose a sample reply of each outcome in each language, and forget them.
 
-    It does what the first replies of a poll would otherwise pay for on their way: the
-    templates compiled, babel's locale data and the calendar code loaded (about 0.1 s). A
-    poll with a read-ahead helper does it while it waits for the helper's first batch
-    (pipeline.py), so this cost leaves the path to the first reply.
+    It does what the first replies of a poll would otherwise pay for on their way: jinja2
+    and icalendar imported, the templates compiled (or loaded from the cache,
+    reply/templating.py), babel's locale data loaded. A poll with a read-ahead helper does
+    it while it waits for the helper's first batch (pipeline.py), so this cost leaves the
+    path to the first reply.
     """
     for language in LANGUAGES:
         for outcome in Outcome:
