@@ -194,7 +194,7 @@ class Pipeline:
                 # A move that keeps failing (quota, permissions) must not stop new mail.
                 log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
-            too_big = inbox.larger_than(last_uid, imap.max_message_bytes) if uids else set()
+            too_big = inbox.larger_than(uids, imap.max_message_bytes)
             batches = [uids[i : i + imap.batch_size] for i in range(0, len(uids), imap.batch_size)]
             helpers = self._helpers_for(len(batches))
             # The sender first: the read-ahead pool starts a thread, after which a helper can

@@ -410,3 +410,54 @@ def test_size_limit_is_the_servers_size_to_the_byte(
         ("bert.brand@example.org", "review"),
     ]
     assert "too large to read" in report.mails[1].outcome
+
+
+def _limited(config: Config, limit: int) -> Config:
+    return config.model_copy(
+        update={"imap": config.imap.model_copy(update={"max_message_bytes": limit})}
+    )
+
+
+def test_a_server_that_refuses_search_larger_is_asked_for_sizes(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Dovecot knows LARGER; a server or proxy that answers it with BAD must not stop the
+    mail: the sizes are fetched instead (the refusal is injected, no real server refuses)."""
+    from imapclient import IMAPClient
+    from imapclient.exceptions import IMAPClientError
+
+    real_search = IMAPClient.search
+
+    def refusing(self: IMAPClient, criteria: object = "ALL", charset: str | None = None) -> object:
+        if "LARGER" in [str(c).upper() for c in criteria]:  # type: ignore[union-attr]
+            raise IMAPClientError("SEARCH command error: BAD [b'Unknown search key']")
+        return real_search(self, criteria, charset)
+
+    monkeypatch.setattr(IMAPClient, "search", refusing)
+    big = mail(
+        form("Anna Arndt", "anna.arndt@example.org") + "x" * 200_000,
+        sender="Anna Arndt <anna.arndt@example.org>",
+    )
+    dovecot.append(big, JAN)
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    report = run_cycle(_limited(server_config(tmp_path, dovecot, smtp_sink), 100_000))
+    assert [(m.sender, m.state) for m in report.mails] == [
+        ("anna.arndt@example.org", "review"),
+        ("bernd.brandt@example.org", "done"),
+    ]
+    assert "SEARCH LARGER refused" in caplog.text
+
+
+def test_a_limit_beyond_imap_numbers_never_reaches_the_server(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dovecot answers LARGER 2^64 with BAD: a huge max_message_bytes (the config allows it)
+    means no mail is too large, and no SEARCH is sent for it."""
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    report = run_cycle(_limited(server_config(tmp_path, dovecot, smtp_sink), 2**64))
+    assert [(m.sender, m.state) for m in report.mails] == [("anna.arndt@example.org", "done")]
+    assert "LARGER refused" not in caplog.text

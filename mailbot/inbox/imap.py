@@ -23,6 +23,8 @@ from mailbot.config import ImapSettings, redacted
 log = logging.getLogger(__name__)
 
 FETCH_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE", b"RFC822.SIZE"]
+_MAX_IMAP_NUMBER = 2**32 - 1  # RFC 3501's number: sizes fit in it, larger ones are refused
+_SIZES_PER_FETCH = 500
 
 
 class InboxError(Exception):
@@ -150,18 +152,37 @@ class ImapInbox:
                 int(data.get(b"RFC822.SIZE", 0)),
             )
 
-    def larger_than(self, after: int, limit: int) -> set[int]:
-        """UIDs above `after` of the mails over `limit` bytes, so a huge mail is never downloaded.
+    def larger_than(self, uids: Sequence[int], limit: int) -> set[int]:
+        """Which of `uids` are mails over `limit` bytes, so a huge mail is never downloaded.
 
         One SEARCH for the whole backlog (LARGER counts the same RFC 5322 size as
         RFC822.SIZE): asking each batch's sizes by FETCH cost a round trip and a parsed line
-        per mail, about a tenth of a millisecond each in a rush (bench/rush.py).
+        per mail, about a tenth of a millisecond each in a rush (bench/rush.py). A server that
+        refuses the SEARCH (LARGER is in every IMAP4rev1 server, but a proxy may differ) is
+        asked for the sizes instead, with one warning.
         """
+        if not uids or limit >= _MAX_IMAP_NUMBER:  # no size an IMAP server reports is larger
+            return set()
+        wanted = set(uids)
         try:
-            found = self.client.search(["UID", f"{after + 1}:*", "LARGER", str(limit)])
-        except (IMAPClientError, OSError) as exc:
+            found = self.client.search(["UID", f"{min(uids)}:{max(uids)}", "LARGER", str(limit)])
+            return wanted.intersection(found)
+        except OSError as exc:
             raise InboxError(f"IMAP SEARCH (sizes) failed: {exc}") from None
-        return {uid for uid in found if uid > after}
+        except IMAPClientError as exc:
+            log.warning("IMAP SEARCH LARGER refused (%s); asking for the sizes instead", exc)
+        ordered, over = sorted(wanted), set()
+        for start in range(0, len(ordered), _SIZES_PER_FETCH):  # command lines have a limit
+            try:
+                response = self.client.fetch(
+                    ordered[start : start + _SIZES_PER_FETCH], [b"RFC822.SIZE"]
+                )
+            except (IMAPClientError, OSError) as exc:
+                raise InboxError(f"IMAP FETCH (sizes) failed: {exc}") from None
+            over |= {
+                uid for uid, data in response.items() if int(data.get(b"RFC822.SIZE", 0)) > limit
+            }
+        return over & wanted
 
     def fetch_headers(self, uids: Sequence[int]) -> Iterator[FetchedMail]:
         """Only the header of each mail (BODY.PEEK[HEADER]): enough to say who sent what."""
