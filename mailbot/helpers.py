@@ -66,10 +66,10 @@ def name_this_process(name: str) -> None:
 def freeze_startup_heap() -> None:
     """Exempt everything the imports built from the garbage collector, once they are done.
 
-    The modules of SQLAlchemy, pydantic, jinja2 and the rest are several hundred thousand
-    objects that live as long as the process, yet every full collection walks them all
-    again, and so does the interpreter at exit: 0.15-0.25 s of CPU at the end of every
-    `poll --once`, on one core, after the last reply had left (bench/rush.py). Frozen, they
+    The modules of SQLAlchemy, pydantic and the rest, with everything they built, live as
+    long as the process, yet every full collection walks them all again, and so does the
+    interpreter at exit: 0.15-0.25 s of CPU at the end of every `poll --once`, on one core,
+    after the last reply had left (bench/rush.py). Frozen, they
     are skipped (`gc.freeze`); a forked helper also no longer writes to their pages when it
     collects, so its copy of them stays shared with this process. Call it when the imports
     a command needs are done and before any helper is forked. Cyclic garbage left from the

@@ -8,9 +8,27 @@ A missing Dovecot is an error, never a skip: CI must not go green without the se
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from servers import Dovecot, SmtpSink
+
+from mailbot.reply import templating
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_template_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Compiled templates of this test run go to a directory of its own, not to the user's
+    cache in /tmp: every test's template folder is a new key there, and a test must not
+    depend on what earlier runs (or a mailbot of the same user) left behind."""
+    folder = tmp_path_factory.mktemp("template-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            templating,
+            "template_cache",
+            lambda: templating.CompiledTemplates(str(folder), templating.CACHE_PATTERN),
+        )
+        yield folder
 
 
 @pytest.fixture

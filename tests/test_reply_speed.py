@@ -12,6 +12,8 @@ import copy
 import random
 import shutil
 import string
+import subprocess
+import sys
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailbot.config import Config
 from mailbot.decide.rules import Outcome, ReplyKind
 from mailbot.pipeline import Pipeline
+from mailbot.reply import templating
 from mailbot.reply.compose import _DOT_ATOM
 from mailbot.reply.context import base_context, event_context
 from mailbot.reply.render import (
@@ -179,6 +182,48 @@ def test_code_compiled_under_other_options_is_not_taken(tmp_path: Path) -> None:
     plain = _snapshot(folder, cache, [])
     plain.autoescape = False
     assert plain.template("page.html.j2").render(name="<b>") == "<b>"
+
+
+def test_code_compiled_by_another_jinja2_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgraded jinja2 (its compiler fixed, say) compiles the unchanged template anew."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "a.txt.j2").write_text("Hallo {{ name }}", encoding="utf-8")
+    (tmp_path / "cache").mkdir()
+    cache = CompiledTemplates(str(tmp_path / "cache"))
+    compiled: list[str] = []
+    _snapshot(folder, cache, compiled).template("a.txt.j2")
+    _snapshot(folder, cache, compiled).template("a.txt.j2")
+    assert compiled == ["a.txt.j2"]
+    monkeypatch.setattr(templating.jinja2, "__version__", "99.0.0")
+    assert _snapshot(folder, cache, compiled).template("a.txt.j2").render(name="A") == "Hallo A"
+    assert compiled == ["a.txt.j2"] * 2
+
+
+def test_the_replies_environment_has_the_cache(config: Config) -> None:
+    assert isinstance(environment(config).bytecode_cache, CompiledTemplates)
+
+
+def test_the_poll_reaches_its_first_fetch_without_jinja2_or_icalendar(tmp_path: Path) -> None:
+    """They come with the warm-up, while the read-ahead helper reads (pipeline.py)."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from mailbot.cli import build_parser
+from mailbot.pipeline import Pipeline
+from mailbot.store.db import Store
+build_parser()
+config = make_config(Path({str(tmp_path)!r}))
+Pipeline(config, Store(config.database_url))
+print(sorted(m for m in ("jinja2", "icalendar", "mailbot.parse") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]"]
 
 
 def test_a_broken_cache_never_breaks_a_reply(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ def trial_templates(config: Config) -> Iterator[None]:
 
 def render_template(config: Config, name: str, context: dict[str, Any]) -> str:
     """Render one template; any jinja error becomes a `TemplateProblem` naming file and line."""
-    from jinja2 import TemplateError  # loaded by environment() by now: a dict lookup
+    from jinja2 import TemplateError  # after the first call only a lookup in sys.modules
 
     try:
         return environment(config).template(name).render(context)

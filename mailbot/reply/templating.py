@@ -7,7 +7,8 @@ way to its first fetch (mailbot/pipeline.py, `_warm_up`).
 Compiling a template (jinja2 parses it, writes Python source and compiles that) cost 5-10 ms
 each, 0.15-0.2 s for the two dozen a poll warms up, in every process that renders. The
 compiled code is kept in a bytecode cache on disk (`CompiledTemplates`), keyed by the
-template's name, file, source and the environment's options, so an admin's edit is compiled
+template's name and file, the versions of jinja2 and Python and the environment's options,
+and checked against the template's source, so an admin's edit or an upgrade is compiled
 afresh and an unchanged template is loaded in well under a millisecond.
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from jinja2 import Environment, FunctionLoader, StrictUndefined, Template
 from jinja2.bccache import Bucket, FileSystemBytecodeCache
 from jinja2.sandbox import SandboxedEnvironment
@@ -68,10 +71,11 @@ class SnapshotEnvironment(SandboxedEnvironment):
 class CompiledTemplates(FileSystemBytecodeCache):
     """jinja2's bytecode cache on disk, made safe to share and unable to break a reply.
 
-    * The key covers the environment's class and every option that changes the compiled
-      code, not only the template's name and file as jinja2's own key does: code compiled
-      under other options (another delimiter, autoescaping, whitespace control) is never
-      taken for this environment's.
+    * The key covers the versions of jinja2 and Python, the environment's class, its
+      options and the names of its filters and tests, not only the template's name and file
+      as jinja2's own key does: code compiled by another jinja2 (an upgrade that fixed its
+      compiler, say) or under other options (another delimiter, autoescaping, whitespace
+      control) is never taken for this environment's.
     * Reading or writing the cache may fail (a full or read-only disk, a file cut short):
       the template is then compiled as without a cache, and one line at DEBUG says why.
     """
@@ -104,6 +108,8 @@ def _options_of(environment: Environment, name: str) -> str:
     autoescape = environment.autoescape
     return repr(
         (
+            jinja2.__version__,
+            sys.implementation.cache_tag,
             f"{type(environment).__module__}.{type(environment).__qualname__}",
             environment.block_start_string,
             environment.block_end_string,
@@ -120,8 +126,19 @@ def _options_of(environment: Environment, name: str) -> str:
             environment.optimized,
             bool(autoescape(name) if callable(autoescape) else autoescape),
             sorted(environment.extensions),
+            environment.is_async,
+            environment.finalize is not None,
+            str(getattr(environment.finalize, "jinja_pass_arg", "")),
+            sorted(_callables(environment.filters)),
+            sorted(_callables(environment.tests)),
         )
     )
+
+
+def _callables(found: dict[str, Any]) -> list[tuple[str, str]]:
+    """Filter or test names with what jinja2 passes them first (`@pass_context` and the
+    like, marked in `jinja_pass_arg`): both go into the compiled code."""
+    return [(name, str(getattr(func, "jinja_pass_arg", ""))) for name, func in found.items()]
 
 
 def template_cache() -> CompiledTemplates | None:

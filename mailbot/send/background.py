@@ -85,7 +85,7 @@ def _main(
 
     setup_logging(verbose=level <= logging.DEBUG)
     store = Store(config.database_url)
-    freeze_startup_heap()  # forked: nothing new; spawned: its own imports
+    freeze_startup_heap()  # what the store and, when spawned, the imports built here
     try:
         asyncio.run(_send_until_told(store, config, pipe, parent))
     finally:
