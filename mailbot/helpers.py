@@ -69,10 +69,10 @@ def freeze_startup_heap() -> None:
     The modules of SQLAlchemy, pydantic and the rest, with everything they built, live as
     long as the process, yet every full collection walks them all again, and so does the
     interpreter at exit: 0.15-0.25 s of CPU at the end of every `poll --once`, on one core,
-    after the last reply had left (bench/rush.py). Frozen, they
-    are skipped (`gc.freeze`); a forked helper also no longer writes to their pages when it
-    collects, so its copy of them stays shared with this process. Call it when the imports
-    a command needs are done and before any helper is forked. Cyclic garbage left from the
-    imports is frozen with them and never freed: a few kilobytes, once.
+    after the last reply had left (bench/rush.py). Frozen, they are skipped (`gc.freeze`);
+    a forked helper also no longer writes to their pages when it collects, so its copy of
+    them stays shared with this process. Call it when the imports a command needs are done
+    and before any helper is forked. Cyclic garbage left from the imports is frozen with
+    them and never freed: a few kilobytes, once.
     """
     gc.freeze()
