@@ -347,13 +347,16 @@ def test_parse_command_prints_the_contract(tmp_path: Path) -> None:
     assert lines[0]["lunch"] is True
 
 
+def _limited(config: Config, limit: int) -> Config:
+    return config.model_copy(
+        update={"imap": config.imap.model_copy(update={"max_message_bytes": limit})}
+    )
+
+
 def test_mail_over_the_size_limit_goes_to_review_unread(
     tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    config = server_config(tmp_path, dovecot, smtp_sink)
-    config = config.model_copy(
-        update={"imap": config.imap.model_copy(update={"max_message_bytes": 100_000})}
-    )
+    config = _limited(server_config(tmp_path, dovecot, smtp_sink), 100_000)
     big = mail(
         form("Anna Arndt", "anna.arndt@example.org") + "x" * 200_000,
         sender="Anna Arndt <anna.arndt@example.org>",
@@ -400,22 +403,12 @@ def test_size_limit_is_the_servers_size_to_the_byte(
         limit = imap.fetch([first], [b"RFC822.SIZE"])[first][b"RFC822.SIZE"]
         imap.logout()
     assert limit == len(at_limit)
-    config = server_config(tmp_path, dovecot, smtp_sink)
-    config = config.model_copy(
-        update={"imap": config.imap.model_copy(update={"max_message_bytes": limit})}
-    )
-    report = run_cycle(config)
+    report = run_cycle(_limited(server_config(tmp_path, dovecot, smtp_sink), limit))
     assert [(m.sender, m.state) for m in report.mails] == [
         ("anna.arndt@example.org", "done"),
         ("bert.brand@example.org", "review"),
     ]
     assert "too large to read" in report.mails[1].outcome
-
-
-def _limited(config: Config, limit: int) -> Config:
-    return config.model_copy(
-        update={"imap": config.imap.model_copy(update={"max_message_bytes": limit})}
-    )
 
 
 def test_a_server_that_refuses_search_larger_is_asked_for_sizes(
