@@ -139,6 +139,18 @@ def test_confirmation_content_and_calendar_match_the_event(config: Config) -> No
     assert ERIKA[1] not in str(vevent["UID"])
 
 
+def test_html_programme_shows_times_in_bold_and_other_points_as_written(config: Config) -> None:
+    event = config.event_by_id("werkstatt-2")
+    assert event is not None
+    programme = ["11:00 Begrüßung", "Ende gegen 16:15 <offen>", "16:15"]
+    changed = event.model_copy(update={"programme": programme})
+    events = [changed if e.id == event.id else e for e in config.events]
+    html = html_of(sent(request(Outcome.CONFIRMED), config.model_copy(update={"events": events})))
+    assert '<li style="margin:0 0 2px;"><strong>11:00</strong> Begrüßung</li>' in html
+    assert '<li style="margin:0 0 2px;">Ende gegen 16:15 &lt;offen&gt;</li>' in html
+    assert '<li style="margin:0 0 2px;"><strong>16:15</strong> </li>' in html
+
+
 def test_english_confirmation(config: Config) -> None:
     message = sent(request(Outcome.CONFIRMED, language="en"), config)
     for body in (text_of(message), html_of(message)):
