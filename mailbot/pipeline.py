@@ -111,11 +111,13 @@ class Pipeline:
         report.send = await self.send()
         return report
 
-    def cycle_here(self) -> CycleReport:
+    def cycle_here(self, read_ahead: ReadAhead | None = None) -> CycleReport:
         """One cycle in this thread, for `poll --once`: no event loop and no other thread
-        exists while the poll runs, so its helper processes are forked (mailbot/helpers.py)."""
+        exists while the poll runs, so its helper processes are forked (mailbot/helpers.py).
+        `read_ahead`: a helper started before the poll's imports (`ReadAhead.early`), used
+        for a backlog and ended otherwise."""
         try:
-            report = self.poll_inbox()
+            report = self.poll_inbox(read_ahead)
         except InboxError as exc:
             asyncio.run(self._send_unless_busy(exc))
             raise
@@ -169,7 +171,14 @@ class Pipeline:
         with self.store.transaction() as conn:
             self.store.release_lease(conn, self.lease_name, process_holder())
 
-    def poll_inbox(self) -> CycleReport:
+    def poll_inbox(self, read_ahead: ReadAhead | None = None) -> CycleReport:
+        try:
+            return self._poll_inbox(read_ahead)
+        finally:
+            if read_ahead is not None:  # unused (no backlog, or the mailbox failed)
+                read_ahead.close(wait=False)
+
+    def _poll_inbox(self, read_ahead: ReadAhead | None) -> CycleReport:
         report = CycleReport()
         imap = self.config.imap
         self._hold_mailbox()
@@ -197,10 +206,19 @@ class Pipeline:
             too_big = inbox.larger_than(uids, imap.max_message_bytes)
             batches = [uids[i : i + imap.batch_size] for i in range(0, len(uids), imap.batch_size)]
             helpers = self._helpers_for(len(batches))
-            # The sender first: the read-ahead pool starts a thread, after which a helper can
-            # no longer be forked (mailbot/helpers.py).
+            if read_ahead is not None and not helpers:
+                read_ahead.close(wait=False)
+                read_ahead = None
             with sending_alongside(self.config) if helpers else nullcontext():
-                reader = ReadAhead(self.config) if helpers else ReadInline(self.config)
+                reader = read_ahead or (
+                    ReadAhead(self.config) if helpers else ReadInline(self.config)
+                )
+                if isinstance(reader, ReadAhead) and reader.process is not None:
+                    log.info(
+                        "reading ahead in process %s (%s)",
+                        reader.process.pid,
+                        "forked with the poll" if reader is read_ahead else reader.start_method,
+                    )
                 try:
                     last_uid = self._handle_batches(
                         inbox, batches, too_big, reader, last_uid, report

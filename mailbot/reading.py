@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from mailbot.config import Config
 from mailbot.forward import unwrap_forward
@@ -115,56 +117,170 @@ class ReadAhead(ReadInline):
 
     A spawned helper needs about half a second to start (a new interpreter importing the
     parser), so batches submitted before it is up are read here and the first replies do not
-    wait for it. A forked one (mailbot/helpers.py) is up at once and gets every batch.
+    wait for it. A forked one (mailbot/helpers.py) gets every batch: it is forked at the start
+    of `poll --once`, before the poll's own imports (`early`), and imports the parser and
+    compiles its rules on the otherwise idle core meanwhile.
     If the helper dies (killed, out of memory), the batch is read here instead and the rest of
     the cycle goes on in this process: a broken helper costs speed, never a mail.
+
+    A process and two pipes, not a process pool: the pool's thread in this process would
+    forbid forking the sender after it, and the read-ahead is now forked first. Batches go
+    out on one pipe and come back in order on the other; a thread in the helper takes the
+    batches off their pipe at once, so this process never blocks sending the next batch
+    while the helper waits to hand back the last one.
     """
 
     def __init__(self, config: Config, context: BaseContext | None = None) -> None:
         super().__init__(config)
         context = context or helper_context()
-        self.read_here_until_up = not is_forked(context)
-        self.reads_first_batch_elsewhere = not self.read_here_until_up
-        self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=context,
-            initializer=_start_helper,
-            initargs=(config, os.getpid()),
+        forked = is_forked(context)
+        self.start_method = "forked" if forked else "spawned"
+        self.read_here_until_up = not forked
+        self.reads_first_batch_elsewhere = forked
+        batches_out, batches_in = context.Pipe(duplex=False)
+        results_out, results_in = context.Pipe(duplex=False)
+        inherited = (batches_in, results_out) if forked else ()
+        self.process: BaseProcess | None = context.Process(
+            target=_serve,
+            args=(config, os.getpid(), batches_out, results_in, inherited),
+            name="mailbot-read",
+            daemon=True,
         )
-        self.up: Future[None] = self.pool.submit(_ready)  # starts the helper now
+        self.process.start()
+        batches_out.close()
+        results_in.close()
+        self._batches: Connection | None = batches_in
+        self._results: Connection | None = results_out
+        self._up = False
+        self._sent = 0  # batches handed to the helper; results come back in this order
+        self._received: dict[int, tuple[bool, Any]] = {}
+
+    @classmethod
+    def early(cls, config: Config) -> ReadAhead | None:
+        """A forked helper started before the poll imports the rest, or None where forking is
+        not safe or helpers are off: then the poll starts one when it sees a backlog."""
+        if not config.mailbot.parallel_backlog:
+            return None
+        context = helper_context()
+        return cls(config, context) if is_forked(context) else None
+
+    def is_up(self) -> bool:
+        """Whether the helper has imported the parser (never waits)."""
+        with suppress(EOFError, OSError):
+            while not self._up and self._results is not None and self._results.poll():
+                self._take()
+        return self._up
+
+    def wait_up(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with suppress(EOFError, OSError):
+            while not self._up and self._results is not None:
+                if not self._results.poll(max(0.0, deadline - time.monotonic())):
+                    break
+                self._take()
+        return self._up
 
     def submit(self, mails: Sequence[tuple[FetchedMail, bool]]) -> Pending:
-        if self.pool is None or (self.read_here_until_up and not self.up.done()):
+        if self._batches is None or (self.read_here_until_up and not self.is_up()):
             return super().submit(mails)
+        number = self._sent
         try:
-            future: Future[list[Reading]] = self.pool.submit(_read_in_helper, list(mails))
-        except (BrokenProcessPool, RuntimeError):
+            self._batches.send((number, list(mails)))
+        except (OSError, ValueError):  # the helper is gone (a broken pipe)
             return self._give_up(mails)
+        self._sent += 1
 
         def result() -> list[Reading]:
             try:
-                return future.result()
-            except BrokenProcessPool:
+                while number not in self._received:
+                    if self._results is None:
+                        raise EOFError
+                    self._take()
+            except (EOFError, OSError):
                 return self._give_up(mails)()
+            ok, value = self._received.pop(number)
+            if not ok:
+                raise value  # what reading raised in the helper, as if it had been here
+            return value  # type: ignore[no-any-return]
 
         return result
+
+    def _take(self) -> None:
+        assert self._results is not None
+        message = self._results.recv()
+        if message == "up":
+            self._up = True
+        else:
+            number, ok, value = message
+            self._received[number] = (ok, value)
 
     def _give_up(self, mails: Sequence[tuple[FetchedMail, bool]]) -> Pending:
         log.warning("the read-ahead process is gone; reading mail in this process instead")
         self.close()
         return ReadInline.submit(self, mails)
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+    def close(self, wait: bool = True) -> None:
+        """Stop the helper after the batch in hand; `wait=False` ends it at once (a helper
+        started early for a poll that found no backlog)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        batches, results = self._batches, self._results
+        self._batches = self._results = None
+        with suppress(OSError, ValueError):
+            assert batches is not None
+            batches.send(None)
+            batches.close()
+        if wait and results is not None:
+            # Whatever it still hands back is dropped; the end of the pipe says it left.
+            deadline = time.monotonic() + STOP_SECONDS
+            with suppress(EOFError, OSError):
+                while results.poll(max(0.0, deadline - time.monotonic())):
+                    results.recv()
+            process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()  # it holds nothing: no database, no mailbox, no reply
+            process.join(5)
+        if results is not None:
+            results.close()
 
 
-_HELPER_CONFIG: Config | None = None
+STOP_SECONDS = 30.0  # a batch of the largest mails, read to the end, before the helper is killed
+HELPER_NICENESS = 10
+
+# A registration in German and one in English, parsed once when the helper starts: the
+# parser builds and compiles the rules these mails reach on the idle core, not on the
+# first batch (about 0.1 s, on the way to the first replies).
+_WARM_UP_MAILS = (
+    b"From: Erika Mustermann <erika.mustermann@example.org>\r\n"
+    b"To: anmeldung@example.org\r\nSubject: Anmeldung 2. Werkstatt\r\n"
+    b"Message-ID: <warm-up-1@example.org>\r\nDate: Mon, 15 Jan 2018 09:30:00 +0100\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Guten Tag,\r\n\r\nhiermit melde ich mich zur 2. Werkstatt am 22.02. an.\r\n\r\n"
+    b"Name: Erika Mustermann\r\nE-Mail: erika.mustermann@example.org\r\n"
+    b"Organisation: Stadt Dortmund\r\nMittagsimbiss: ja\r\n\r\n"
+    b"Mit freundlichen Gr\xc3\xbc\xc3\x9fen\r\nErika Mustermann\r\nStadt Dortmund\r\n",
+    b"From: John Doe <john.doe@example.org>\r\nTo: anmeldung@example.org\r\n"
+    b"Subject: Re: Registration: workshop 22 February\r\n"
+    b"Message-ID: <warm-up-2@example.org>\r\nDate: Mon, 15 Jan 2018 09:31:00 +0000\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+    b"Dear organisers,\r\n\r\nI would like to register for the second workshop and will "
+    b"join the lunch. I cannot attend the third one.\r\n\r\nBest regards,\r\nJohn Doe\r\n"
+    b"Leeds Civic Trust\r\n\r\nOn 12 Jan 2018, Anmeldung <anmeldung@example.org> wrote:\r\n"
+    b"> Please register by e-mail.\r\n",
+)
 
 
-def _start_helper(config: Config, parent: int) -> None:
-    global _HELPER_CONFIG
+def _serve(
+    config: Config,
+    parent: int,
+    batches: Connection,
+    results: Connection,
+    inherited: tuple[Connection, ...],
+) -> None:
+    """The helper: read each batch that arrives, hand back its readings, until told to stop."""
+    for end in inherited:  # the parent's ends: while a copy is open here, no end is seen
+        end.close()
     name_this_process("mailbot-read")
     # Ctrl-C in a terminal reaches the whole process group; it is for the worker, which
     # stops after its batch. (SIGTERM may end the helper: the poll then reads by itself.)
@@ -173,15 +289,55 @@ def _start_helper(config: Config, parent: int) -> None:
     # starting would otherwise be read here as init's, and the helper would wait forever
     # (CI runs of the crash test left such orphans).
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    _HELPER_CONFIG = config
+    waiting: queue.SimpleQueue[tuple[int, list[tuple[FetchedMail, bool]]] | None]
+    waiting = queue.SimpleQueue()
+    threading.Thread(target=_take_batches, args=(batches, waiting), daemon=True).start()
     _step_back()
-    # "Up" means ready to read: a spawned helper imports the parser now (about 0.4 s).
-    import mailbot.parse  # noqa: F401
-
+    _warm_up(config)
     freeze_startup_heap()
+    if not _hand_back(results, "up"):
+        return  # the poll is gone already (killed, or it found no backlog)
+    while (batch := waiting.get()) is not None:
+        number, mails = batch
+        try:
+            answer: tuple[int, bool, Any] = (number, True, read_inline(config, mails))
+        except Exception as exc:  # raised again in the poll, as if it had read the batch
+            answer = (number, False, exc)
+        if not _hand_back(results, answer):
+            return
 
 
-HELPER_NICENESS = 10
+def _hand_back(results: Connection, message: Any) -> bool:
+    """Send one message to the poll; False when the poll is gone (the pipe is broken)."""
+    try:
+        try:
+            results.send(message)
+        except (OSError, ValueError):
+            raise
+        except Exception as exc:  # an exception from reading that cannot be pickled
+            results.send((message[0], False, RuntimeError(f"reading failed: {exc!r}")))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _take_batches(batches: Connection, waiting: queue.SimpleQueue[Any]) -> None:
+    """Take batches off the pipe as they come, whatever the reading does meanwhile."""
+    try:
+        while (batch := batches.recv()) is not None:
+            waiting.put(batch)
+    except (EOFError, OSError):
+        pass  # the parent is gone: stop after the batch in hand
+    waiting.put(None)
+
+
+def _warm_up(config: Config) -> None:
+    """Import the parser and build the rules the common mails reach. Only a speed-up."""
+    import mailbot.parse  # noqa: F401  (also when a warm-up mail fails below)
+
+    for raw in _WARM_UP_MAILS:
+        with suppress(Exception):
+            parse_for(config, raw)
 
 
 def _step_back() -> None:
@@ -200,16 +356,7 @@ def _step_back() -> None:
 
 
 def _exit_with(parent: int) -> None:
-    """A pool worker whose parent was killed would wait on its queue forever: leave too."""
+    """A helper whose parent was killed would wait on its pipe forever: leave too."""
     while os.getppid() == parent:
         time.sleep(1)
     os._exit(0)
-
-
-def _ready() -> None:
-    """The helper's first task: its result says the helper has started."""
-
-
-def _read_in_helper(mails: list[tuple[FetchedMail, bool]]) -> list[Reading]:
-    assert _HELPER_CONFIG is not None
-    return read_inline(_HELPER_CONFIG, mails)

@@ -168,3 +168,29 @@ def test_only_the_contract_keys_are_needed(tmp_path: Path) -> None:
 def test_relative_sqlite_path_is_anchored_at_the_config_file(tmp_path: Path) -> None:
     config = parse_config(shipped_config_data(), tmp_path / "etc" / "config.toml")
     assert config.database_url == f"sqlite:///{tmp_path / 'etc' / 'mailbot.sqlite3'}"
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///", "sqlite:///a b.db?mode=ro", "sqlite:////abs/x.db", "sqlite:///%zz\n"]
+)
+def test_a_sqlite_url_is_taken_without_sqlalchemy_and_sqlalchemy_reads_it_too(
+    tmp_path: Path, url: str
+) -> None:
+    """The config accepts any "sqlite:///…" without importing SQLAlchemy (so `poll --once`
+    forks its read-ahead sooner); SQLAlchemy's own parser takes every such string as well."""
+    from sqlalchemy.engine import make_url
+
+    data = shipped_config_data()
+    data["database"] = {"url": url}
+    parse_config(data, tmp_path / "config.toml")
+    assert make_url(url).get_backend_name() == "sqlite"
+
+
+def test_loading_the_config_imports_no_sqlalchemy(tmp_path: Path) -> None:
+    script = (
+        "import sys\nfrom mailbot.config import load_config\n"
+        f"load_config({str(REPO / 'config.toml')!r})\n"
+        "print('sqlalchemy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -6,6 +6,7 @@ SMTP server received, what the database says and where the mails are in the IMAP
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -269,6 +270,22 @@ def test_poll_once_command(
     assert "intent=register" in result.stderr  # one log line per mail
     assert dovecot.password not in result.stderr + result.stdout
     assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
+    # The read-ahead forked at its start was not needed for one mail, and is gone with it.
+    assert "reading ahead" not in result.stderr
+    assert not stray_read_ahead_helpers()
+
+
+def stray_read_ahead_helpers() -> list[int]:
+    """`mailbot-read` processes that are not this test process's own children."""
+    stray = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().split(") ", 1)
+        except OSError:
+            continue  # ended meanwhile
+        if name.endswith("(mailbot-read") and int(rest.split()[1]) != os.getpid():
+            stray.append(int(stat.parent.name))
+    return stray
 
 
 def test_raised_capacity_promotes_on_next_cycle(

@@ -36,7 +36,7 @@ def test_read_ahead_equals_reading_here(tmp_path: Path) -> None:
     mails = fetched(8)
     reader = ReadAhead(config, SPAWN)
     try:
-        reader.up.result(timeout=60)
+        assert reader.wait_up(timeout=60)
         first, second = reader.submit(mails[:4]), reader.submit(mails[4:])
         assert first() + second() == read_inline(config, mails)
     finally:
@@ -49,11 +49,11 @@ def test_batches_before_the_helper_is_up_are_read_here(tmp_path: Path) -> None:
     mails = fetched(4)
     reader = ReadAhead(config, SPAWN)
     try:
-        assert not reader.up.done()  # a new interpreter importing the parser: far from ready
+        assert not reader.is_up()  # a new interpreter importing the parser: far from ready
         pending = reader.submit(mails)
         assert pending.__qualname__.startswith("ReadInline.")  # read here, when asked
         assert pending() == read_inline(config, mails)
-        reader.up.result(timeout=60)
+        assert reader.wait_up(timeout=60)
         assert not reader.submit(mails).__qualname__.startswith("ReadInline.")
     finally:
         reader.close()
@@ -64,21 +64,23 @@ def test_the_helper_shows_its_job_in_ps(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     reader = ReadAhead(config, SPAWN)
     try:
-        reader.up.result(timeout=60)
-        assert reader.pool is not None
-        names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in reader.pool._processes]
-        assert names == ["mailbot-read"]
+        assert reader.wait_up(timeout=60)
+        assert reader.process is not None
+        assert Path(f"/proc/{reader.process.pid}/comm").read_text().strip() == "mailbot-read"
     finally:
         reader.close()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="/proc is Linux's")
 def test_the_helper_steps_back_for_the_poll_and_the_sender(tmp_path: Path) -> None:
     """It runs at a lower priority (mailbot/reading.py, `_step_back`), never a higher one."""
     reader = ReadAhead(make_config(tmp_path), SPAWN)
     try:
-        reader.up.result(timeout=60)
-        assert reader.pool is not None
-        helper = reader.pool.submit(os.nice, 0).result(timeout=60)
+        assert reader.wait_up(timeout=60)
+        assert reader.process is not None
+        # The 19th field of /proc/<pid>/stat is the niceness (after the name in parentheses).
+        stat = Path(f"/proc/{reader.process.pid}/stat").read_text()
+        helper = int(stat.rsplit(")", 1)[1].split()[16])
         assert helper == min(19, os.nice(0) + HELPER_NICENESS)
     finally:
         reader.close()
@@ -91,15 +93,14 @@ def test_a_dead_helper_is_replaced_by_reading_here(
     mails = fetched(4)
     reader = ReadAhead(config, SPAWN)
     try:
-        reader.up.result(timeout=60)
+        assert reader.wait_up(timeout=60)
         assert reader.submit(mails[:1])() == read_inline(config, mails[:1])
-        assert reader.pool is not None
-        for pid in list(reader.pool._processes):  # the only way to reach the helper
-            os.kill(pid, signal.SIGKILL)
+        assert reader.process is not None and reader.process.pid is not None
+        os.kill(reader.process.pid, signal.SIGKILL)
         with caplog.at_level(logging.WARNING, logger="mailbot"):
             assert reader.submit(mails)() == read_inline(config, mails)
         assert "read-ahead process is gone" in caplog.text
-        assert reader.pool is None
+        assert reader.process is None
         assert reader.submit(mails[:2])() == read_inline(config, mails[:2])
     finally:
         reader.close()
@@ -127,8 +128,8 @@ if __name__ == "__main__":
     context = multiprocessing.get_context({method!r})
     reader = ReadAhead(make_config(Path({str(tmp_path)!r})), context)
     if {when!r} == "up":
-        reader.up.result(timeout=60)
-    print(*reader.pool._processes, flush=True)
+        assert reader.wait_up(timeout=60)
+    print(reader.process.pid, flush=True)
     time.sleep(60)
 """
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -165,3 +166,46 @@ print(sum(len(r) for r in results), results[0][0].parsed.intent.value)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["6", "register"]
+
+
+def test_a_forked_helper_raises_what_reading_raised_and_never_blocks_on_big_batches(
+    tmp_path: Path,
+) -> None:
+    """Batches go out while results come back: three batches of 2 MB each are handed over
+    before any result is read (no pipe may fill up on both sides), and an exception that
+    reading raises in the helper is raised in the poll, as if it had read the batch."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from dataclasses import replace
+from pathlib import Path
+from helpers import make_config
+from test_reading import fetched
+import mailbot.reading
+from mailbot.reading import ReadAhead, read_inline
+config = make_config(Path({str(tmp_path)!r}))
+padding = b"\\r\\n" + b"x" * 100_000 + b"\\r\\n"
+big = [(replace(m, raw=m.raw + padding), o) for m, o in fetched(20)]
+reader = ReadAhead(config)
+pending = [reader.submit(big) for _ in range(3)]
+results = [p() for p in pending]
+assert all(r == results[0] for r in results) and len(results[0]) == 20
+def failing(config, mails):
+    raise ValueError("reading failed on purpose")
+mailbot.reading.read_inline = failing  # in this process only: the helper is forked already
+reader.close()
+reader = ReadAhead(config)  # forked now: it reads with the failing function
+try:
+    reader.submit(big[:1])()
+except ValueError as exc:
+    print("raised:", exc)
+assert reader.process is not None, "an exception in reading is no dead helper"
+assert reader.submit(big[:1]) is not None
+reader.close()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "raised: reading failed on purpose"

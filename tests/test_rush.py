@@ -206,6 +206,8 @@ def test_poll_once_forks_its_helpers_and_still_answers_each_mail_once(
     assert result.returncode == 0, result.stderr
     assert f"{MAILS} mails handled" in result.stdout
     assert re.search(r"sending alongside the poll \(process \d+, forked\)", result.stderr)
+    # The read-ahead was forked before the poll's imports and is the one the backlog used.
+    assert re.search(r"reading ahead in process \d+ \(forked with the poll\)", result.stderr)
     config = load_config(config_file)
     assert_each_reply_once(config, smtp_sink)
     first_sent = min(r.sent_at for r in db_rows(config, outbox))

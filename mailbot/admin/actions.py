@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import update
 
+from mailbot.admin.errors import AdminError
 from mailbot.config import Config, EventSettings
 from mailbot.decide.rules import Decision, Outcome, Status
 from mailbot.models import Intent, MailHeaders, ParsedMail, Participant, Role
@@ -21,10 +22,6 @@ from mailbot.registrar import Registrar
 from mailbot.reply.compose import promotion_request
 from mailbot.store.db import Store
 from mailbot.store.schema import messages, outbox
-
-
-class AdminError(Exception):
-    """A request an admin made that cannot be carried out, explained in one line."""
 
 
 @dataclass(frozen=True)

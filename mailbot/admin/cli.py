@@ -12,8 +12,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from mailbot.admin import actions
-from mailbot.admin.actions import AdminError, PersonInput, find_event
+from mailbot.admin.errors import AdminError
 from mailbot.admin.table import table
 from mailbot.config import Config
 
@@ -96,6 +95,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin.actions import find_event
     from mailbot.digest.collect import people
 
     event = find_event(config, args.event)
@@ -129,6 +129,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin.actions import find_event
     from mailbot.admin.export import export_event
 
     event = find_event(config, args.event)
@@ -141,6 +142,9 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin import actions
+    from mailbot.admin.actions import PersonInput, find_event
+
     events = [find_event(config, e) for e in args.event]
     store = _store(config)
     decision = actions.add(
@@ -167,6 +171,9 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin import actions
+    from mailbot.admin.actions import find_event
+
     store = _store(config)
     decision = actions.cancel(
         config, store, _now, args.email, find_event(config, args.event), notify=args.notify
@@ -178,6 +185,9 @@ def cmd_cancel(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_move_up(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin import actions
+    from mailbot.admin.actions import find_event
+
     store = _store(config)
     event = find_event(config, args.event)
     actions.move_up(config, store, _now, args.email, event)
@@ -188,6 +198,8 @@ def cmd_move_up(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_resend(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin import actions
+
     store = _store(config)
     print(actions.resend(store, args.message, _now()))
     print(_send_now(config, store))
@@ -196,6 +208,8 @@ def cmd_resend(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_review(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.admin import actions
+    from mailbot.admin.actions import PersonInput, find_event
     from mailbot.admin.queries import message_row, review_queue
 
     store = _store(config)
