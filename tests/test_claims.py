@@ -1,7 +1,8 @@
 """The sender beside a long poll claims replies without ever waiting for the poll's write lock.
 
 It claims a few at a time and the next ones before it runs out, never one it still holds;
-with the lock taken it tries again soon instead of sleeping in SQLite's busy handler; with the
+with the lock taken it tries again after a short, growing pause instead of sleeping in
+SQLite's busy handler or trying before every reply; with the
 hourly cap reached it stops. Against the real SMTP sink, with a "poll" that keeps taking the
 write lock and adding replies, every reply still goes out exactly once.
 """
@@ -50,8 +51,10 @@ def test_with_the_lock_taken_a_claim_returns_at_once_and_tries_again_soon(
         began = time.monotonic()
         assert claims.more([]) == []
         assert time.monotonic() - began < 1  # not the 30 s busy timeout
-        assert claims.pause() == BUSY_PAUSE
+        assert 0 < claims.pause() <= BUSY_PAUSE
+        assert claims.more([]) == []  # within the pause: no transaction at all
         poll.execute("COMMIT")
+        time.sleep(claims.pause())
         assert [item.id for item in claims.more([])] == [1, 2, 3]
     finally:
         poll.close()
@@ -156,3 +159,38 @@ def test_beside_a_poll_that_keeps_the_lock_busy_each_reply_goes_out_once(
     with sqlite3.connect(tmp_path / "db.sqlite3") as db:
         unsent = db.execute("select count(*) from outbox where sent_at is null").fetchone()[0]
     assert unsent == 0
+
+
+def test_while_the_poll_holds_the_lock_the_sender_tries_it_only_now_and_then(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply every 2 ms for 0.2 s with the lock taken: the pause doubles (5, 10, 20, 40,
+    40 … ms), so a handful of tries, not one per reply; the first write after the lock is
+    free gets through and ends the pause."""
+    queue_replies(store, 1, 200, NOW)
+    claims = beside(store)
+    in_hand = claims.more([])[: BESIDE_LOW - 1]
+    tries = 0
+    real = store.transaction
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal tries
+        tries += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "transaction", counted)
+    poll = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    try:
+        poll.execute("BEGIN IMMEDIATE")
+        until = time.monotonic() + 0.2
+        while time.monotonic() < until:
+            claims.marks.add(in_hand[0].id, NOW)  # a reply sent
+            assert claims.more(in_hand) == []
+            time.sleep(0.002)
+        assert 3 <= tries <= 12, tries
+        poll.execute("COMMIT")
+        time.sleep(claims.pause() + BUSY_PAUSE * 8)
+        assert claims.more(in_hand)  # the claim gets through, with the marks first
+        assert claims.marks.backoff.ready() and not claims.marks.pending
+    finally:
+        poll.close()
