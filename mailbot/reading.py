@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -137,23 +138,25 @@ class ReadAhead(ReadInline):
         self.start_method = "forked" if forked else "spawned"
         self.read_here_until_up = not forked
         self.reads_first_batch_elsewhere = forked
-        batches_out, batches_in = context.Pipe(duplex=False)
-        results_out, results_in = context.Pipe(duplex=False)
-        inherited = (batches_in, results_out) if forked else ()
+        # Pipe(duplex=False) gives (receiving end, sending end).
+        helper_batches, poll_batches = context.Pipe(duplex=False)
+        poll_results, helper_results = context.Pipe(duplex=False)
+        inherited = (poll_batches, poll_results) if forked else ()
         self.process: BaseProcess | None = context.Process(
             target=_serve,
-            args=(config, os.getpid(), batches_out, results_in, inherited),
+            args=(config, os.getpid(), helper_batches, helper_results, inherited),
             name="mailbot-read",
             daemon=True,
         )
         self.process.start()
-        batches_out.close()
-        results_in.close()
-        self._batches: Connection | None = batches_in
-        self._results: Connection | None = results_out
+        helper_batches.close()
+        helper_results.close()
+        self._batches: Connection | None = poll_batches
+        self._results: Connection | None = poll_results
         self._up = False
-        self._sent = 0  # batches handed to the helper; results come back in this order
-        self._received: dict[int, tuple[bool, Any]] = {}
+        self._sent = 0  # batches handed to the helper; answers come back in this order
+        self._answered = 0
+        self._received: dict[int, tuple[bool | None, Any]] = {}
 
     @classmethod
     def early(cls, config: Config) -> ReadAhead | None:
@@ -162,10 +165,16 @@ class ReadAhead(ReadInline):
         if not config.mailbot.parallel_backlog:
             return None
         context = helper_context()
-        return cls(config, context) if is_forked(context) else None
+        if not is_forked(context):
+            return None
+        try:
+            return cls(config, context)
+        except OSError as exc:  # no fork now (EAGAIN, ENOMEM): a helper costs speed, not mail
+            log.warning("could not start the read-ahead process: %s", exc)
+            return None
 
     def is_up(self) -> bool:
-        """Whether the helper has imported the parser (never waits)."""
+        """Whether the helper is ready to read (parser imported, rules warmed up); never waits."""
         with suppress(EOFError, OSError):
             while not self._up and self._results is not None and self._results.poll():
                 self._take()
@@ -199,6 +208,8 @@ class ReadAhead(ReadInline):
             except (EOFError, OSError):
                 return self._give_up(mails)()
             ok, value = self._received.pop(number)
+            if ok is None:  # the helper could not hand this batch back: read it here
+                return read_inline(self.config, mails)
             if not ok:
                 raise value  # what reading raised in the helper, as if it had been here
             return value  # type: ignore[no-any-return]
@@ -213,6 +224,7 @@ class ReadAhead(ReadInline):
         else:
             number, ok, value = message
             self._received[number] = (ok, value)
+            self._answered += 1
 
     def _give_up(self, mails: Sequence[tuple[FetchedMail, bool]]) -> Pending:
         log.warning("the read-ahead process is gone; reading mail in this process instead")
@@ -220,29 +232,31 @@ class ReadAhead(ReadInline):
         return ReadInline.submit(self, mails)
 
     def close(self, wait: bool = True) -> None:
-        """Stop the helper after the batch in hand; `wait=False` ends it at once (a helper
-        started early for a poll that found no backlog)."""
+        """Stop the helper once it has read what it was given; `wait=False`, or nothing
+        given, ends it at once (a helper started early for a poll that found no backlog)."""
         process, self.process = self.process, None
         if process is None:
             return
         batches, results = self._batches, self._results
         self._batches = self._results = None
-        with suppress(OSError, ValueError):
-            assert batches is not None
-            batches.send(None)
-            batches.close()
-        if wait and results is not None:
-            # Whatever it still hands back is dropped; the end of the pipe says it left.
-            deadline = time.monotonic() + STOP_SECONDS
-            with suppress(EOFError, OSError):
-                while results.poll(max(0.0, deadline - time.monotonic())):
-                    results.recv()
-            process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()  # it holds nothing: no database, no mailbox, no reply
+        try:
+            with suppress(OSError, ValueError):
+                assert batches is not None
+                batches.send(None)
+                batches.close()
+            if wait and results is not None and self._answered < self._sent:
+                # What it still hands back is dropped; the end of the pipe says it left.
+                deadline = time.monotonic() + STOP_SECONDS
+                with suppress(Exception):  # EOF, or an answer that does not unpickle here
+                    while results.poll(max(0.0, deadline - time.monotonic())):
+                        results.recv()
+                process.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            if process.is_alive():
+                process.kill()  # it holds nothing: no database, no mailbox, no reply
             process.join(5)
-        if results is not None:
-            results.close()
+            if results is not None:
+                results.close()
 
 
 STOP_SECONDS = 30.0  # a batch of the largest mails, read to the end, before the helper is killed
@@ -287,7 +301,8 @@ def _serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's pid comes from the parent: a parent killed while this helper was still
     # starting would otherwise be read here as init's, and the helper would wait forever
-    # (CI runs of the crash test left such orphans).
+    # (CI runs of the crash test left such orphans). The pid, not only the end of the
+    # batches pipe: a sender forked after this helper holds a copy of the poll's end.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     waiting: queue.SimpleQueue[tuple[int, list[tuple[FetchedMail, bool]]] | None]
     waiting = queue.SimpleQueue()
@@ -308,27 +323,44 @@ def _serve(
 
 
 def _hand_back(results: Connection, message: Any) -> bool:
-    """Send one message to the poll; False when the poll is gone (the pipe is broken)."""
+    """Send one message to the poll; False when the poll is gone (the pipe is broken).
+
+    An answer that would not arrive whole (an exception from reading that does not pickle,
+    or does not unpickle, as one whose constructor wants other arguments) becomes "read it
+    there": the poll then reads that batch itself, and meets what reading inline meets.
+    """
+    if isinstance(message, tuple) and message[1] is False:
+        try:
+            pickle.loads(pickle.dumps(message[2]))
+        except Exception:
+            message = (message[0], None, None)
     try:
         try:
             results.send(message)
         except (OSError, ValueError):
             raise
-        except Exception as exc:  # an exception from reading that cannot be pickled
-            results.send((message[0], False, RuntimeError(f"reading failed: {exc!r}")))
+        except Exception:  # readings that do not pickle (none known): read them there
+            results.send((message[0], None, None))
     except (OSError, ValueError):
         return False
     return True
 
 
 def _take_batches(batches: Connection, waiting: queue.SimpleQueue[Any]) -> None:
-    """Take batches off the pipe as they come, whatever the reading does meanwhile."""
+    """Take batches off the pipe as they come, whatever the reading does meanwhile.
+
+    Anything that ends this (the parent gone, a batch cut short or too large to unpickle)
+    ends the helper after the batch in hand: the poll then sees the end of the results pipe
+    and reads what is left itself.
+    """
     try:
         while (batch := batches.recv()) is not None:
             waiting.put(batch)
-    except (EOFError, OSError):
-        pass  # the parent is gone: stop after the batch in hand
-    waiting.put(None)
+    except Exception as exc:  # EOFError and OSError: the parent is gone
+        if not isinstance(exc, EOFError | OSError):
+            log.debug("the read-ahead stops: a batch did not arrive whole (%r)", exc)
+    finally:
+        waiting.put(None)
 
 
 def _warm_up(config: Config) -> None:

@@ -6,7 +6,6 @@ SMTP server received, what the database says and where the mails are in the IMAP
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -272,20 +271,23 @@ def test_poll_once_command(
     assert smtp_sink.received[0].rcpt_tos == ["anna.arndt@example.org"]
     # The read-ahead forked at its start was not needed for one mail, and is gone with it.
     assert "reading ahead" not in result.stderr
-    assert not stray_read_ahead_helpers()
+    assert not read_ahead_helpers_of(config_file)
 
 
-def stray_read_ahead_helpers() -> list[int]:
-    """`mailbot-read` processes that are not this test process's own children."""
-    stray = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def read_ahead_helpers_of(config_file: Path) -> list[int]:
+    """Live `mailbot-read` processes of polls run with this config file (a forked helper keeps
+    its poll's command line)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            name, rest = stat.read_text().split(") ", 1)
+            if comm.read_text().strip() != "mailbot-read":
+                continue
+            command = (comm.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # ended meanwhile
-        if name.endswith("(mailbot-read") and int(rest.split()[1]) != os.getpid():
-            stray.append(int(stat.parent.name))
-    return stray
+        if str(config_file).encode() in command:
+            found.append(int(comm.parent.name))
+    return found
 
 
 def test_raised_capacity_promotes_on_next_cycle(

@@ -203,9 +203,46 @@ try:
 except ValueError as exc:
     print("raised:", exc)
 assert reader.process is not None, "an exception in reading is no dead helper"
-assert reader.submit(big[:1]) is not None
 reader.close()
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "raised: reading failed on purpose"
+
+
+def test_an_answer_that_cannot_come_back_whole_is_read_here(tmp_path: Path) -> None:
+    """An exception from reading that pickles but does not unpickle (its constructor wants
+    other arguments) would break the poll's end of the pipe: the helper says "read it
+    there" instead, and the poll meets, reading inline, what the helper met."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from test_reading import fetched
+import mailbot.reading
+from mailbot.reading import ReadAhead
+config = make_config(Path({str(tmp_path)!r}))
+class Odd(Exception):
+    def __init__(self, code, text):
+        super().__init__(text)
+        self.code = code
+real = mailbot.reading.read_inline
+def failing(config, mails):
+    raise Odd(7, "odd failure")
+mailbot.reading.read_inline = failing
+reader = ReadAhead(config)
+mailbot.reading.read_inline = real  # here, reading works: the helper asked for it
+print(len(reader.submit(fetched(2))()), reader.process is not None)
+reader.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True"]

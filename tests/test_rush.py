@@ -258,3 +258,38 @@ with sending_alongside(config):
     parent.kill()
     parent.wait(10)
     assert_ends_with_its_parent(sender, "sender")
+
+
+def test_helpers_forked_in_the_order_of_poll_once_leave_when_it_is_killed(tmp_path: Path) -> None:
+    """`poll --once` forks the read-ahead first and the sender later, so the sender holds
+    copies of the poll's ends of the read-ahead's pipes: the read-ahead then learns of the
+    poll's death from its parent's pid, and both end."""
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from helpers import make_config
+from mailbot.cli import setup_logging
+from mailbot.reading import ReadAhead
+from mailbot.send.background import sending_alongside
+from mailbot.store.db import Store
+config = make_config(Path({str(tmp_path)!r}))
+setup_logging(verbose=False)
+reader = ReadAhead.early(config)
+assert reader is not None and reader.wait_up(60)
+Store(config.database_url).close()
+with sending_alongside(config):
+    print(reader.process.pid, flush=True)
+    time.sleep(60)
+"""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None and parent.stderr is not None
+    started = re.search(r"process (\d+), (\w+)\)", parent.stderr.readline())
+    assert started is not None and started[2] == "forked"
+    read_ahead = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(10)
+    assert_ends_with_its_parent(int(started[1]), "sender")
+    assert_ends_with_its_parent(read_ahead, "read-ahead")

@@ -73,7 +73,7 @@ def event_context(event: EventSettings, config: Config, language: str) -> dict[s
 def _scheduled(point: str) -> tuple[str, str]:
     """A programme point as (time, what): ("11:00", "Begrüßung") from "11:00 Begrüßung", and
     ("", point) when it starts with no time. Split here once per config, not by the HTML
-    template in every reply (two sandboxed calls per point, a third of its rendering). A
+    template in every reply (two sandboxed calls per point, about half its rendering). A
     tuple, so a template can change nothing in it that the next reply would see."""
     time, _, what = point.partition(" ")
     return (time, what) if time[:1].isdigit() else ("", point)

@@ -95,8 +95,9 @@ def _main(
 async def _send_until_told(store: Store, config: Config, pipe: Connection, parent: int) -> None:
     def keep_going() -> bool:
         # "stop", or the end of the pipe when the parent died. The parent's pid as well: a
-        # forked read-ahead helper holds a copy of the parent's end of the pipe until it
-        # notices the death itself (up to a second, longer in a long regex).
+        # read-ahead forked after this helper (when it was not started with the poll) holds
+        # a copy of the parent's end of the pipe until it notices the death itself (up to a
+        # second, longer in a long regex).
         return not pipe.poll() and os.getppid() == parent
 
     while keep_going():
