@@ -172,13 +172,7 @@ class Pipeline:
             self.store.release_lease(conn, self.lease_name, process_holder())
 
     def poll_inbox(self, read_ahead: ReadAhead | None = None) -> CycleReport:
-        try:
-            return self._poll_inbox(read_ahead)
-        finally:
-            if read_ahead is not None:  # unused (no backlog, or the mailbox failed)
-                read_ahead.close(wait=False)
-
-    def _poll_inbox(self, read_ahead: ReadAhead | None) -> CycleReport:
+        """`read_ahead` is the caller's to end as well (a failing mailbox never reaches it)."""
         report = CycleReport()
         imap = self.config.imap
         self._hold_mailbox()

@@ -175,10 +175,7 @@ class ReadAhead(ReadInline):
 
     def is_up(self) -> bool:
         """Whether the helper is ready to read (parser imported, rules warmed up); never waits."""
-        with suppress(EOFError, OSError):
-            while not self._up and self._results is not None and self._results.poll():
-                self._take()
-        return self._up
+        return self.wait_up(0.0)
 
     def wait_up(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -335,14 +332,11 @@ def _hand_back(results: Connection, message: Any) -> bool:
         except Exception:
             message = (message[0], None, None)
     try:
-        try:
-            results.send(message)
-        except (OSError, ValueError):
-            raise
-        except Exception:  # readings that do not pickle (none known): read them there
-            results.send((message[0], None, None))
+        results.send(message)
     except (OSError, ValueError):
         return False
+    except Exception:  # readings that do not pickle (none known): read them there
+        return _hand_back(results, (message[0], None, None))
     return True
 
 
