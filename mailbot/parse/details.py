@@ -37,6 +37,8 @@ _DIET = re.compile(
     r"halal|koscher|kosher|pescetari\w*|allergi\w*|unverträglich\w*|nussallergie)\b",
     _I,
 )
+# A form label before a remark ("Anmerkung: vegetarisch"), dropped before the remark is kept.
+_LABEL = re.compile(r"^[\w ./-]{1,40}:\s+")
 _ACCESS = Phrases(
     r"rollstuhl|rollator|barrierefrei|gehbehindert|aufzug|schwerhörig|hörgerät|höranlage|"
     r"induktionsschleife|gebärden|blind|sehbehindert|wheelchair|accessib|hearing|mobility|"
@@ -84,7 +86,7 @@ def notes(own: str, form_notes: list[str], names: list[str]) -> str | None:
         if _DIET.search(value) or _ACCESS.search(value):
             found.append(value.strip())
     for sentence in sentences(own):
-        sentence = re.sub(r"^[\w ./-]{1,40}:\s+", "", sentence).strip()
+        sentence = _LABEL.sub("", sentence).strip()
         if _ACCESS.search(sentence) and not any(sentence in f or f in sentence for f in found):
             found.append(sentence)
         for match in _DIET.finditer(sentence):

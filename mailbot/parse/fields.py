@@ -118,6 +118,7 @@ REGISTER_SUBJECT = Phrases(
 )
 
 _ADDRESSES = re.compile(r"[^\s@<>()]{1,64}@[^\s@<>()]{1,255}|https?://\S+|www\.\S+", _I)
+_PUNCTUATION = re.compile(r"[^\w\s-]")
 NEGATION = Phrases(
     r"\bnicht\b|\bkein\w*|\bnot\b|n['’]t\b|\bverzicht\w*|\bnein\b|\bno\b|\bskip\b|\bohne\b|"
     r"\bwithout\b|\bstreichen\b|\babmelden\b|\babsagen\b|\bcancel\w*",
@@ -184,7 +185,7 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
     is_reply = bool(REPLY_SUBJECT.match(subject))
     subject_own = "" if is_reply else plain_subject
     both = f"{subject_own}\n{own}"
-    words = re.sub(r"[^\w\s-]", " ", own).split()
+    words = _PUNCTUATION.sub(" ", own).split()
     if 0 < len(words) <= 6 and SHORT_CANCEL.search(own) and not REGISTER.search(own):
         return Intent.CANCEL, None
     if CANCEL_SUBJECT.match(subject_own) and (

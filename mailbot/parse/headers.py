@@ -17,6 +17,8 @@ from mailbot.parse.charsets import decode_bytes
 
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FOLDING = re.compile(r"\r?\n[ \t]*")  # a header's line break and the indent after it
+_COMMENT = re.compile(r"\([^()]*\)")
 
 
 def _unsurrogate(value: str) -> str:
@@ -63,7 +65,7 @@ def _decode(value: object) -> str:
         text = _header_str(value)
     except Exception:
         return ""
-    text = re.sub(r"\r?\n[ \t]*", " ", text)
+    text = _FOLDING.sub(" ", text)
     if "=?" not in text:  # no RFC 2047 encoded word: nothing to decode
         return _CONTROL.sub("", text).strip()
     try:
@@ -181,12 +183,12 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         return []
     out = []
     for value in values:
-        for element in _split_address_list(re.sub(r"\r?\n[ \t]*", " ", value)):
+        for element in _split_address_list(_FOLDING.sub(" ", value)):
             angles = list(_ANGLE_ADDR.finditer(element))
             if angles:
                 addr, display = angles[-1].group(1), element[: angles[-1].start()]
             else:
-                addr, display = re.sub(r"\([^()]*\)", " ", element).strip(), ""
+                addr, display = _COMMENT.sub(" ", element).strip(), ""
             addr = addr.strip().lower()
             if not _ADDR_SPEC.match(addr):
                 continue

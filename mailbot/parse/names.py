@@ -60,6 +60,10 @@ _NAME_TOKEN = r"[A-ZÄÖÜÀ-ÞĀ-ſ][\w'’-]*\.?"
 NAME_RE = re.compile(
     rf"{_NAME_TOKEN}(?:\s+(?:(?:{'|'.join(sorted(_PARTICLES))})\s+)*{_NAME_TOKEN}){{1,3}}"
 )
+_PARENTHESES = re.compile(r"\([^)]*\)")
+_SPACES = re.compile(r"\s+")
+_DIGIT = re.compile(r"\d")
+_NOT_LETTER = re.compile(r"[^a-z]")
 _FOLD = str.maketrans(
     {"ß": "ss", "ı": "i", "ł": "l", "ø": "o", "æ": "ae", "œ": "oe", "đ": "d", "ð": "d", "þ": "th"}
 )
@@ -67,22 +71,22 @@ _FOLD = str.maketrans(
 
 def strip_titles(text: str) -> str:
     """Remove academic and courtesy titles; "Lorenz, Henrike Dr." -> "Henrike Lorenz"."""
-    text = re.sub(r"\([^)]*\)", " ", text)
+    text = _PARENTHESES.sub(" ", text)
     prev = None
     while prev != text:
         prev = text
         text = _TITLE.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip(" ,;:-–—\"'")
+    text = _SPACES.sub(" ", text).strip(" ,;:-–—\"'")
     if text.count(",") == 1:
         last, first = (p.strip() for p in text.split(","))
         if first and last and " " not in last.strip():
             text = f"{first} {last}"
-    return re.sub(r"\s+", " ", text).strip(" ,;:-–—")
+    return _SPACES.sub(" ", text).strip(" ,;:-–—")
 
 
 def looks_like_person(text: str | None) -> bool:
     """Two to five capitalised words (particles allowed), no digits, no organisation words."""
-    if not text or "@" in text or re.search(r"\d", text) or _NOT_NAME.search(text):
+    if not text or "@" in text or _DIGIT.search(text) or _NOT_NAME.search(text):
         return False
     tokens = text.split()
     if not 2 <= len(tokens) <= 5:
@@ -114,7 +118,7 @@ def fold(text: str, umlaut_e: bool = True) -> str:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"[^a-z]", "", text)
+    return _NOT_LETTER.sub("", text)
 
 
 def name_matches_address(name: str, address: str) -> bool:

@@ -38,6 +38,11 @@ _KEYS = {
     "first": r"vorname|first\s+name|given\s+name",
     "last": r"nachname|familienname|last\s+name|surname|family\s+name",
 }
+_KEY_PATTERNS = {key: re.compile(pattern) for key, pattern in _KEYS.items()}
+_LABEL_NUMBER = re.compile(r"^\d+[.)]?\s*|\s*(?:#|nr\.?)?\s*\d+$")
+_LIST_MARK = re.compile(r"^\s*(?:[-*•·]|\(?\d+[.)]|[a-z]\))\s*")
+_PARENTHESES = re.compile(r"\([^)]*\)")
+_NAME_SEGMENT_END = re.compile(r"[,;:|<>(\[]|\s[–—-]\s|\s[–—-]$")
 _EXCLUDE_CONTEXT = Phrases(
     r"(?:alte|alten|bisherige|frühere|old|previous|former)\s+(?:e-?mail-?)?(?:adresse|address)|"
     r"wenden\s+sie\s+sich|\bcontact\b|kontaktier|erreichen\s+sie|sekretariat|\boffice\b|vertretung\s+ist|"
@@ -89,9 +94,9 @@ class Person:
 
 
 def _key_of(label: str) -> str | None:
-    label = re.sub(r"^\d+[.)]?\s*|\s*(?:#|nr\.?)?\s*\d+$", "", label.strip().lower())
-    for key, pattern in _KEYS.items():
-        if re.fullmatch(pattern, label):
+    label = _LABEL_NUMBER.sub("", label.strip().lower())
+    for key, pattern in _KEY_PATTERNS.items():
+        if pattern.fullmatch(label):
             return key
     return None
 
@@ -120,9 +125,8 @@ def form_people(text: str) -> list[dict[str, str]]:
 
 
 def _line_name(line_prefix: str, address: str) -> str | None:
-    prefix = re.sub(r"^\s*(?:[-*•·]|\(?\d+[.)]|[a-z]\))\s*", "", line_prefix)
-    prefix = re.sub(r"\([^)]*\)", " ", prefix)
-    segments = [s.strip() for s in re.split(r"[,;:|<>(\[]|\s[–—-]\s|\s[–—-]$", prefix) if s.strip()]
+    prefix = _PARENTHESES.sub(" ", _LIST_MARK.sub("", line_prefix))
+    segments = [s.strip() for s in _NAME_SEGMENT_END.split(prefix) if s.strip()]
     named = [clean_name(s) for s in segments]
     for name in named:
         if name and name_matches_address(name, address):

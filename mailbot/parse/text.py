@@ -62,6 +62,11 @@ _ABBREV = frozenset(
 # Form labels start with a capital ("Name:", "E-Mail:"); a lower-case "zurückziehen:" is a
 # wrapped sentence going on.
 _BREAK_BEFORE = re.compile(r"^\s*(?:[-*•·]|\d+[.)]\s|[A-ZÄÖÜ][\w /-]{0,30}:\s)")
+_SENTENCE_END = re.compile(r"[.!?:]\s*$")
+# A sentence ends at . ! or ? before a capital (perhaps after a quote or bracket).
+_SENTENCE_BREAK = re.compile(r"[.!?]+(?=\s+[\"„“(]?[A-ZÄÖÜ])")
+_LAST_WORD = re.compile(r"([\w-]+)$")
+_CLAUSE_BREAK = re.compile(r"[,;–—]|\s-\s|\b(?:aber|jedoch|sondern|but|however|although)\b")
 
 
 def unwrap(text: str) -> str:
@@ -74,7 +79,7 @@ def unwrap(text: str) -> str:
             and out[-1].strip()
             and line.strip()
             and len(out[-1]) >= 50
-            and not re.search(r"[.!?:]\s*$", out[-1])
+            and not _SENTENCE_END.search(out[-1])
             and not _BREAK_BEFORE.match(line)
         ):
             out[-1] = out[-1].rstrip() + " " + line.strip()
@@ -96,9 +101,9 @@ def sentences(text: str) -> tuple[str, ...]:
         if not block:
             continue
         start = 0
-        for match in re.finditer(r"[.!?]+(?=\s+[\"„“(]?[A-ZÄÖÜ])", block):
+        for match in _SENTENCE_BREAK.finditer(block):
             before = block[start : match.start()]
-            word = re.search(r"([\w-]+)$", before)
+            word = _LAST_WORD.search(before)
             token = word.group(1).lower() if word else ""
             if match.group(0) == "." and (
                 token in _ABBREV or token.isdigit() or len(token) == 1 or not token
@@ -114,5 +119,5 @@ def sentences(text: str) -> tuple[str, ...]:
 
 def clauses(sentence: str) -> list[str]:
     """Split a sentence at commas, semicolons, dashes and contrastive conjunctions."""
-    parts = re.split(r"[,;–—]|\s-\s|\b(?:aber|jedoch|sondern|but|however|although)\b", sentence)
+    parts = _CLAUSE_BREAK.split(sentence)
     return [p.strip() for p in parts if p and p.strip()]
