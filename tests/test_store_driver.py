@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from mailbot.decide.rules import Seat, Status
 from mailbot.models import Participant
 from mailbot.store.db import _INSERT_PARTICIPANT, _MARK_SENT, Store
-from mailbot.store.schema import metadata
+from mailbot.store.driver import bind_processor, utc_text
+from mailbot.store.schema import UtcDateTime, metadata
 
 NOW = datetime(2018, 2, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -141,3 +145,43 @@ def test_driver_errors_are_the_exceptions_sqlalchemy_raises(tmp_path: Path) -> N
             store._insert(conn, _INSERT_PARTICIPANT, {"email": "a@example.org", "created_at": NOW})
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        NOW,
+        datetime(2018, 2, 9, 23, 59, 59, tzinfo=UTC),  # no microseconds: still written, as .000000
+        datetime(2018, 2, 10, 0, 30, tzinfo=ZoneInfo("Europe/Berlin")),  # the day before in UTC
+        datetime(2018, 10, 28, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin")),  # DST ends
+        datetime(2018, 3, 1, 12, tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+        datetime(9, 1, 1, tzinfo=UTC),  # a year of one digit: zero-padded to four
+        None,
+    ],
+)
+def test_utc_text_writes_what_sqlalchemy_writes(value: datetime | None) -> None:
+    dialect = sqlite.dialect()
+    column_type = UtcDateTime()
+    assert bind_processor(column_type, dialect) is utc_text
+    sqlalchemy_way = column_type.dialect_impl(dialect).bind_processor(dialect)
+    assert utc_text(value) == sqlalchemy_way(value)
+
+
+def test_utc_text_refuses_a_naive_datetime_as_sqlalchemy_does() -> None:
+    naive = datetime(2018, 2, 9, 12)
+    sqlalchemy_way = UtcDateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    for process in (utc_text, sqlalchemy_way):
+        with pytest.raises(ValueError, match="naive datetime"):
+            process(naive)
+
+
+def test_other_storage_formats_keep_sqlalchemys_processor() -> None:
+    class Seconds(UtcDateTime):
+        impl = DateTime
+        cache_ok = True
+
+        def load_dialect_impl(self, dialect: Any) -> Any:
+            return dialect.type_descriptor(sqlite.DATETIME(truncate_microseconds=True))
+
+    assert bind_processor(Seconds(), sqlite.dialect()) is not utc_text
+    assert bind_processor(UtcDateTime(), postgresql.dialect()) is not utc_text
