@@ -10,7 +10,10 @@ must also be clean on the wire: 7-bit, CRLF only, short lines, no parser defects
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
+import random
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
@@ -24,6 +27,7 @@ from helpers import make_config
 
 from mailbot.config import Config
 from mailbot.reply import message as message_module
+from mailbot.reply import wire
 from mailbot.reply.context import language_of, one_line
 from mailbot.reply.ics import calendar_files
 from mailbot.reply.message import compose_reply, message_ids, reply_subject, safe_address
@@ -226,3 +230,44 @@ def test_non_ascii_message_ids_are_dropped_not_fatal(
     raw = compose_reply(request, config, NOW).raw
     assert_clean_wire(raw)
     assert_same(request, config)
+
+
+def whole_text_qp(text: str) -> bytes:
+    """Quoted-printable of the whole text at once: what `quoted_printable` must equal."""
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+
+
+QP_PIECES = ["a", " ", "\t", "=", ".", "ä", "€", "😀", "\n", "\r\n", "\r", "x" * 40, "From "]
+QP_EDGES = [
+    "",
+    "\n",
+    "\n\n",
+    "ends with a blank ",
+    "ends with a tab\t",
+    "blank before a break \nnext",
+    ".",
+    ".\n.\n",
+    "a line of exactly seventy-six characters, which needs no soft line break at all.",
+    "=" * 100,
+    "ä" * 100,
+    "x" * 75 + "ä",
+    "x" * 200 + " \n",
+    "CRLF\r\nand lone CR\rand LF\n",
+]
+
+
+def test_quoted_printable_line_by_line_is_the_whole_text_encoded() -> None:
+    rng = random.Random(7)
+    texts = QP_EDGES + [
+        "".join(rng.choice(QP_PIECES) for _ in range(rng.randrange(1, 120))) for _ in range(2000)
+    ]
+    for text in texts:
+        assert wire.quoted_printable(text) == whole_text_qp(text), repr(text)
+
+
+def test_base64_lines_are_what_encodebytes_writes() -> None:
+    rng = random.Random(7)
+    for size in [0, 1, 2, 3, 56, 57, 58, 113, 114, 115, 171, 1000, 2281]:
+        data = rng.randbytes(size)
+        assert wire.base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
