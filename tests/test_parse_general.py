@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from email import message_from_bytes
 from email.message import Message
 
 import pytest
+from email_validator import validate_email
 from test_parse import emails, mail
 
 from mailbot.models import Intent
-from mailbot.parse import parse_mail
+from mailbot.parse import parse_mail, validate
 from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.events import mentions
 from mailbot.parse.mime import is_attachment
@@ -276,3 +278,50 @@ def _is_attachment_the_slow_way(part: Message) -> bool:
 def test_is_attachment_shortcut_keeps_every_answer(headers: str) -> None:
     part = message_from_bytes(f"{headers}\n\nHallo\n".encode())
     assert is_attachment(part) == _is_attachment_the_slow_way(part)
+
+
+def generated_addresses(count: int) -> list[str]:
+    """Addresses near the edges of the plain form: odd characters, dots, hyphens, IDNA-like
+    and reserved names, long labels and local parts, numeric top-level domains. Plain
+    pieces come more often, so that many addresses are plain and many only nearly."""
+    rng = random.Random(11)
+    local_pieces = ["anna", "a", "9", ".", "_", "+", "-", "..", "meier", "x" * 30, "ä", "!", " "]
+    local_weights = [8, 4, 4, 3, 2, 2, 2, 1, 8, 1, 1, 1, 1]
+    labels = ["stadt", "a", "1", "-", "x" * 62, "x" * 63, "x" * 64, "xn--", "ab--c", "a-b", "ß"]
+    label_weights = [10, 6, 4, 2, 1, 1, 1, 1, 1, 3, 1]
+    tops = ["de", "example", "org", "test", "local", "localhost", "arpa", "onion", "invalid",
+            "com1", "123", "x", "co-op", "xn--p1ai", "a" * 63, "a" * 64]  # fmt: skip
+    addresses = []
+    for _ in range(count):
+        local = "".join(rng.choices(local_pieces, local_weights, k=rng.randint(1, 4)))
+        hosts = [
+            "".join(rng.choices(labels, label_weights, k=rng.randint(1, 2)))
+            for _ in range(rng.randint(0, 3))
+        ]
+        addresses.append(f"{local}@{'.'.join([*hosts, rng.choice(tops)])}")
+    return addresses
+
+
+def test_plain_addresses_are_ones_email_validator_accepts() -> None:
+    """The fast path (`_plain`) never accepts what email-validator refuses."""
+    plain = 0
+    for address in generated_addresses(20_000):
+        if validate._plain(address):
+            plain += 1
+            validate_email(address, check_deliverability=False, test_environment=True)
+    assert plain > 1_000  # the generator does reach the fast path
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "anna.meier@stadt-essen.example",
+        "kerstin.yilmaz.2001@stadt-dortmund.example",
+        "first_last+tag@sub.domain.example.org",
+        "a@b.de",
+        f"{'x' * 64}@example.org",
+    ],
+)
+def test_common_addresses_take_the_fast_path(address: str) -> None:
+    assert validate._plain(address)
+    assert valid_address(address) == address
