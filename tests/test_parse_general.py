@@ -11,7 +11,7 @@ from email_validator import validate_email
 from test_parse import emails, mail
 
 from mailbot.models import Intent
-from mailbot.parse import parse_mail, validate
+from mailbot.parse import headers, parse_mail, validate
 from mailbot.parse.charsets import decode_bytes
 from mailbot.parse.events import mentions
 from mailbot.parse.mime import is_attachment
@@ -325,3 +325,15 @@ def test_plain_addresses_are_ones_email_validator_accepts() -> None:
 def test_common_addresses_take_the_fast_path(address: str) -> None:
     assert validate._plain(address)
     assert valid_address(address) == address
+
+
+def test_address_lists_without_quotes_split_as_the_full_splitter_does() -> None:
+    """`_split_address_list` takes a shortcut when a header has no quotes and no comments;
+    the parts are those of the character-by-character splitter, also for broken headers."""
+    rng = random.Random(5)
+    pieces = ["a@b.example", "Anna", " ", ",", "<", ">", "x@y", ")", "\\", "=?utf-8?q?M=C3=BC?="]
+    values = ["", ",", "<,>", "a <b,c> , d", "a <b, c", "a > b, c", ">,<,", "x) , y"]
+    values += ["".join(rng.choices(pieces, k=rng.randint(1, 12))) for _ in range(5000)]
+    for value in values:
+        assert '"' not in value and "(" not in value
+        assert headers._split_address_list(value) == headers._split_quoted_address_list(value)

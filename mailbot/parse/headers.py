@@ -142,6 +142,28 @@ _ADDR_SPEC = re.compile(
 
 def _split_address_list(value: str) -> list[str]:
     """Split at commas that are outside quotes, comments and angle brackets."""
+    if '"' in value or "(" in value:
+        return _split_quoted_address_list(value)
+    # Without quotes and comments only the angle brackets matter: visit just those and the
+    # commas, not every character (most address headers; the same parts, tests/test_parse.py).
+    parts, start, angle = [], 0, False
+    for found in _ANGLE_OR_COMMA.finditer(value):
+        char = found.group()
+        if char == "<":
+            angle = True
+        elif char == ">":
+            angle = False
+        elif not angle:
+            parts.append(value[start : found.start()])
+            start = found.end()
+    parts.append(value[start:])
+    return [p for p in parts if p.strip()]
+
+
+_ANGLE_OR_COMMA = re.compile(r"[<>,]")
+
+
+def _split_quoted_address_list(value: str) -> list[str]:
     parts, current, depth, quoted, angle = [], [], 0, False, False
     escaped = False
     for char in value:
