@@ -75,6 +75,9 @@ def run_everything(store: Store) -> list[Any]:
             )
         store.mark_sent(conn, 1, NOW + timedelta(seconds=5))
         store.mark_sent(conn, 1, NOW + timedelta(seconds=9))  # already sent: nothing changes
+        # Several at once: the one not yet sent is marked at its own time, the other stays.
+        store.mark_all_sent(conn, [(2, NOW + timedelta(seconds=7)), (1, NOW)])
+        store.mark_all_sent(conn, [])
         answers.append(store.replies_to(conn, "ANNA@example.org", NOW - timedelta(days=1)))
         answers.append(store.replies_to(conn, "anna@example.org", NOW + timedelta(days=1)))
         answers.append(store.seat_changes(conn))

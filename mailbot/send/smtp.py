@@ -135,8 +135,7 @@ class SentMarks:
 
     def write(self, conn: Connection) -> int:
         """Write the pending marks in the caller's transaction; `forget` them once it commits."""
-        for item_id, at in self.pending:
-            self.store.mark_sent(conn, item_id, at)
+        self.store.mark_all_sent(conn, self.pending)
         return len(self.pending)
 
     def forget(self, written: int) -> None:

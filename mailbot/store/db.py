@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -694,7 +694,15 @@ class Store:
         return {row.outbox_id: bytes(row.raw) for row in rows}
 
     def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
-        self._change(conn, _MARK_SENT, {"b_id": item_id, "b_now": now})
+        self.mark_all_sent(conn, [(item_id, now)])
+
+    def mark_all_sent(self, conn: Connection, marks: Sequence[tuple[int, datetime]]) -> None:
+        """Mark replies sent (each at its own time), in one statement run for all of them."""
+        rows = [{"b_id": item_id, "b_now": at} for item_id, at in marks]
+        if self._driver is not None:
+            self._driver.change_many(conn, _MARK_SENT, rows)
+        elif rows:
+            conn.execute(_MARK_SENT, rows)
 
     def mark_retry(
         self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str

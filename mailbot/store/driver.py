@@ -81,13 +81,24 @@ class DriverStatements:
 
     def _run(self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]) -> Any:
         compiled = self._compile(statement, frozenset(values))
+        return self._execute(conn, compiled, self._params(compiled, values))
+
+    @staticmethod
+    def _params(compiled: _Compiled, values: Mapping[str, Any]) -> list[Any]:
         params = []
         for name, process in zip(compiled.names, compiled.processors, strict=True):
             value = values[name] if name in values else compiled.fixed[name]
             params.append(value if process is None else process(value))
+        return params
+
+    def _execute(
+        self, conn: Connection, compiled: _Compiled, params: Any, many: bool = False
+    ) -> Any:
         driver = conn.connection.driver_connection
         assert driver is not None
         try:
+            if many:
+                return driver.executemany(compiled.sql, params)
             return driver.execute(compiled.sql, params)
         except self.dialect.loaded_dbapi.Error as exc:
             # As Connection.execute raises it (OperationalError for "database is locked",
@@ -103,6 +114,17 @@ class DriverStatements:
     def change(self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]) -> int:
         """Run an UPDATE or DELETE; the number of rows it changed."""
         return int(self._run(conn, statement, values).rowcount)
+
+    def change_many(
+        self, conn: Connection, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Run an UPDATE or DELETE once per row of values, in one call (all rows give the
+        same names); the number of rows changed in all."""
+        if not rows:
+            return 0
+        compiled = self._compile(statement, frozenset(rows[0]))
+        params = [self._params(compiled, values) for values in rows]
+        return int(self._execute(conn, compiled, params, many=True).rowcount)
 
     def first(
         self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]
