@@ -106,7 +106,9 @@ def quoted_printable(text: str) -> bytes:
     return b"".join([*map(_qp_line, lines), _qp(last.encode("utf-8"))])
 
 
-@lru_cache(maxsize=4096)
+# Room for the template lines of both languages (about 300) and those of the last replies;
+# lines with a name or a date in them come once and make way.
+@lru_cache(maxsize=1024)
 def _qp_line(line: str) -> bytes:
     return _qp(f"{line}\n".encode())
 
