@@ -253,6 +253,7 @@ QP_EDGES = [
     "ä" * 100,
     "x" * 75 + "ä",
     "x" * 200 + " \n",
+    "ä" * 600 + "\n" + "x" * 501 + " \nend",  # longer than the lines kept
     "CRLF\r\nand lone CR\rand LF\n",
 ]
 

@@ -73,8 +73,7 @@ def run_everything(store: Store) -> list[Any]:
                     now=NOW,
                 )
             )
-        store.mark_sent(conn, 1, NOW + timedelta(seconds=5))
-        store.mark_sent(conn, 1, NOW + timedelta(seconds=9))  # already sent: nothing changes
+        store.mark_all_sent(conn, [(1, NOW + timedelta(seconds=5))])
         # Several at once: the one not yet sent is marked at its own time, the other stays.
         store.mark_all_sent(conn, [(2, NOW + timedelta(seconds=7)), (1, NOW)])
         store.mark_all_sent(conn, [])
@@ -106,6 +105,11 @@ def test_driver_statements_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
     assert stored == dump(tmp_path / "slow.sqlite3")
     assert stored["outbox_bodies"][0][1] == b"From: x\r\n\r\n\x00\xff"
     assert len(stored["reply_log"]) == 2  # the digest is not counted
+    sent = [(row[0], row[1], row[7], row[9]) for row in stored["outbox"]]  # attempts, sent_at
+    assert sent == [
+        (1, "reply:1", 1, "2018-02-01 09:30:20.123456"),  # marked once, at its first mark
+        (2, "digest:1", 1, "2018-02-01 09:30:22.123456"),
+    ]
 
 
 def test_a_statement_missing_a_value_says_which(tmp_path: Path) -> None:

@@ -134,6 +134,7 @@ def addresses(msg: Message, name: str) -> list[tuple[str, str]]:
 
 
 _ANGLE_ADDR = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
+_ANGLE_OR_COMMA = re.compile(r"[<>,]")
 _ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
@@ -145,7 +146,8 @@ def _split_address_list(value: str) -> list[str]:
     if '"' in value or "(" in value:
         return _split_quoted_address_list(value)
     # Without quotes and comments only the angle brackets matter: visit just those and the
-    # commas, not every character (most address headers; the same parts, tests/test_parse.py).
+    # commas, not every character (most address headers; the same parts, see
+    # tests/test_parse_general.py).
     parts, start, angle = [], 0, False
     for found in _ANGLE_OR_COMMA.finditer(value):
         char = found.group()
@@ -160,10 +162,9 @@ def _split_address_list(value: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
-_ANGLE_OR_COMMA = re.compile(r"[<>,]")
-
-
 def _split_quoted_address_list(value: str) -> list[str]:
+    """The general case, character by character: commas inside quotes, comments or angle
+    brackets do not split."""
     parts, current, depth, quoted, angle = [], [], 0, False, False
     escaped = False
     for char in value:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _PLAIN = re.compile(rf"[a-z0-9_+-]{{1,64}}(?:\.[a-z0-9_+-]+)*@(?:{_LABEL}\.)+[a-z]{{2,63}}")
-# Top-level names email-validator refuses ("test" it allows, as we ask for a test environment).
-_RESERVED = frozenset({"arpa", "invalid", "local", "localhost", "onion"})
 
 
 def _plain(address: str) -> bool:
@@ -32,7 +31,18 @@ def _plain(address: str) -> bool:
         return False
     local, domain = address.split("@")
     # "--" could be an IDNA label ("xn--…") or one IDNA forbids: the validator decides.
-    return len(local) <= 64 and "--" not in domain and domain.rsplit(".", 1)[1] not in _RESERVED
+    return len(local) <= 64 and "--" not in domain and not _reserved(domain)
+
+
+def _reserved(domain: str) -> bool:
+    """Whether email-validator refuses the domain as special-use ("localhost", "….onion");
+    read from its own list, which a newer version may extend. "test" it allows, as we ask for
+    a test environment."""
+    return any(
+        domain == name or domain.endswith(f".{name}")
+        for name in email_validator.SPECIAL_USE_DOMAIN_NAMES
+        if name != "test"
+    )
 
 
 @lru_cache(maxsize=4096)

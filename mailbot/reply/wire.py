@@ -103,17 +103,31 @@ def quoted_printable(text: str) -> bytes:
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     last = lines.pop()  # after the last line break: encoded as the end of the text
-    return b"".join([*map(_qp_line, lines), _qp(last.encode("utf-8"))])
+    encoded = [
+        _qp_line(line) if len(line) <= _CACHED_LINE else _qp_new_line(line) for line in lines
+    ]
+    return b"".join([*encoded, _qp(last.encode("utf-8"))])
 
 
 # Room for the template lines of both languages (about 300) and those of the last replies;
-# lines with a name or a date in them come once and make way.
+# lines with a name or a date in them come once and make way. A line longer than a template's
+# (a participant's remark pasted in one piece) is not kept, so the cache stays a few MB at most.
+_CACHED_LINE = 500
+
+
 @lru_cache(maxsize=1024)
 def _qp_line(line: str) -> bytes:
+    """`_qp_new_line`, kept for the lines that come again."""
+    return _qp_new_line(line)
+
+
+def _qp_new_line(line: str) -> bytes:
+    """One line and its line break, quoted-printable, CRLF-ended."""
     return _qp(f"{line}\n".encode())
 
 
 def _qp(data: bytes) -> bytes:
+    """Quoted-printable of UTF-8 text whose line breaks are LF, with CRLF line breaks."""
     return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
 
 

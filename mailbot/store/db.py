@@ -338,6 +338,12 @@ class Store:
             return self._driver.change(conn, statement, values)
         return int(conn.execute(statement, values).rowcount)
 
+    def _change_many(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> int:
+        """Run an UPDATE once per row of values, in one call; how many rows it changed."""
+        if self._driver is not None:
+            return self._driver.change_many(conn, statement, rows)
+        return int(conn.execute(statement, rows).rowcount) if rows else 0
+
     def _first(self, conn: Connection, statement: Any, values: dict[str, Any]) -> Any:
         """The first row of a SELECT of integer and text columns (read by index), or None."""
         if self._driver is not None:
@@ -693,16 +699,9 @@ class Store:
         )
         return {row.outbox_id: bytes(row.raw) for row in rows}
 
-    def mark_sent(self, conn: Connection, item_id: int, now: datetime) -> None:
-        self.mark_all_sent(conn, [(item_id, now)])
-
     def mark_all_sent(self, conn: Connection, marks: Sequence[tuple[int, datetime]]) -> None:
         """Mark replies sent (each at its own time), in one statement run for all of them."""
-        rows = [{"b_id": item_id, "b_now": at} for item_id, at in marks]
-        if self._driver is not None:
-            self._driver.change_many(conn, _MARK_SENT, rows)
-        elif rows:
-            conn.execute(_MARK_SENT, rows)
+        self._change_many(conn, _MARK_SENT, [{"b_id": i, "b_now": at} for i, at in marks])
 
     def mark_retry(
         self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str

@@ -14,7 +14,7 @@ Only for SQLite, whose driver takes "?" parameters and reports `lastrowid`; othe
 keep `Connection.execute` (Store decides). Rows come back as plain tuples: only statements
 whose columns need no result processing (integers, text) are read this way.
 
-One processor is replaced: a `UtcDateTime` value, about a dozen per mail, is written by
+One processor is replaced: a `UtcDateTime` value, about eleven per mail, is written by
 `utc_text` in one C call instead of SQLAlchemy's two Python steps (aware to naive UTC, then a
 %-format of seven fields); the text is the same (tests/test_store_driver.py).
 """
@@ -104,7 +104,12 @@ class DriverStatements:
             # As Connection.execute raises it (OperationalError for "database is locked",
             # IntegrityError …), so callers catch the same exceptions on both paths.
             raise DBAPIError.instance(
-                compiled.sql, params, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect
+                compiled.sql,
+                params,
+                exc,
+                self.dialect.loaded_dbapi.Error,
+                dialect=self.dialect,
+                ismulti=many,
             ) from exc
 
     def insert(self, conn: Connection, statement: ClauseElement, values: Mapping[str, Any]) -> int:
@@ -137,7 +142,8 @@ class DriverStatements:
 def bind_processor(bind_type: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
     """SQLAlchemy's processor for a bound value, or `utc_text` where it writes the same text."""
     adapted = bind_type.dialect_impl(dialect)
-    if isinstance(adapted, UtcDateTime) and dialect.name == "sqlite":
+    # The type itself, not a subclass: one may bind its values differently.
+    if type(adapted) is UtcDateTime and dialect.name == "sqlite":
         stored_as = getattr(adapted.impl_instance, "_storage_format", None)
         if stored_as == SQLITE_DATETIME_FORMAT:
             return utc_text
