@@ -272,3 +272,14 @@ def test_base64_lines_are_what_encodebytes_writes() -> None:
     for size in [0, 1, 2, 3, 56, 57, 58, 113, 114, 115, 171, 1000, 2281]:
         data = rng.randbytes(size)
         assert wire.base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "name", ["Jörg Weißenfels", "Ü" * 60, "😀" * 30, "a" * 44 + "é" + "b" * 100, 'Ğ =?x?= "q"']
+)
+def test_encoded_words_hold_whole_characters_and_decode_to_the_name(name: str) -> None:
+    words = wire.encoded_words(name)
+    assert all(len(word) <= 72 for word in words)
+    chunks = [base64.b64decode(word[len("=?utf-8?b?") : -len("?=")]) for word in words]
+    assert "".join(chunk.decode("utf-8") for chunk in chunks) == name  # no character cut
+    assert str(make_header(decode_header(" ".join(words)))) == name
