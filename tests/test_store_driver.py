@@ -9,7 +9,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import DateTime
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -183,12 +182,13 @@ def test_utc_text_refuses_a_naive_datetime_as_sqlalchemy_does() -> None:
 
 
 def test_other_storage_formats_keep_sqlalchemys_processor() -> None:
-    class Seconds(UtcDateTime):
-        impl = DateTime
+    """Only the type itself, on SQLite, with SQLite's default storage format gets `utc_text`."""
+    seconds_only = UtcDateTime()
+    seconds_only.impl = sqlite.DATETIME(truncate_microseconds=True)
+    assert bind_processor(seconds_only, sqlite.dialect()) is not utc_text
+
+    class Shifted(UtcDateTime):  # a subclass may bind its values differently
         cache_ok = True
 
-        def load_dialect_impl(self, dialect: Any) -> Any:
-            return dialect.type_descriptor(sqlite.DATETIME(truncate_microseconds=True))
-
-    assert bind_processor(Seconds(), sqlite.dialect()) is not utc_text
+    assert bind_processor(Shifted(), sqlite.dialect()) is not utc_text
     assert bind_processor(UtcDateTime(), postgresql.dialect()) is not utc_text
