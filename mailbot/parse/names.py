@@ -60,7 +60,7 @@ _NAME_TOKEN = r"[A-ZÄÖÜÀ-ÞĀ-ſ][\w'’-]*\.?"
 NAME_RE = re.compile(
     rf"{_NAME_TOKEN}(?:\s+(?:(?:{'|'.join(sorted(_PARTICLES))})\s+)*{_NAME_TOKEN}){{1,3}}"
 )
-_PARENTHESES = re.compile(r"\([^)]*\)")
+PARENTHESES = re.compile(r"\([^)]*\)")  # "(Stadt Dortmund)" after a name
 _SPACES = re.compile(r"\s+")
 _DIGIT = re.compile(r"\d")
 _NOT_LETTER = re.compile(r"[^a-z]")
@@ -71,7 +71,7 @@ _FOLD = str.maketrans(
 
 def strip_titles(text: str) -> str:
     """Remove academic and courtesy titles; "Lorenz, Henrike Dr." -> "Henrike Lorenz"."""
-    text = _PARENTHESES.sub(" ", text)
+    text = PARENTHESES.sub(" ", text)
     prev = None
     while prev != text:
         prev = text

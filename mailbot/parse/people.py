@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mailbot.parse.names import (
     NAME_RE,
+    PARENTHESES,
     clean_name,
     find_name_for_address,
     name_matches_address,
@@ -41,7 +42,6 @@ _KEYS = {
 _KEY_PATTERNS = {key: re.compile(pattern) for key, pattern in _KEYS.items()}
 _LABEL_NUMBER = re.compile(r"^\d+[.)]?\s*|\s*(?:#|nr\.?)?\s*\d+$")
 _LIST_MARK = re.compile(r"^\s*(?:[-*•·]|\(?\d+[.)]|[a-z]\))\s*")
-_PARENTHESES = re.compile(r"\([^)]*\)")
 _NAME_SEGMENT_END = re.compile(r"[,;:|<>(\[]|\s[–—-]\s|\s[–—-]$")
 _EXCLUDE_CONTEXT = Phrases(
     r"(?:alte|alten|bisherige|frühere|old|previous|former)\s+(?:e-?mail-?)?(?:adresse|address)|"
@@ -125,7 +125,7 @@ def form_people(text: str) -> list[dict[str, str]]:
 
 
 def _line_name(line_prefix: str, address: str) -> str | None:
-    prefix = _PARENTHESES.sub(" ", _LIST_MARK.sub("", line_prefix))
+    prefix = PARENTHESES.sub(" ", _LIST_MARK.sub("", line_prefix))
     segments = [s.strip() for s in _NAME_SEGMENT_END.split(prefix) if s.strip()]
     named = [clean_name(s) for s in segments]
     for name in named:
