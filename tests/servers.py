@@ -580,6 +580,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     login: str | None = None  # the AUTH user, if the client authenticated
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (SIZE=…)
     at: float = field(default_factory=time.monotonic)  # when the sink accepted it (monotonic)
 
     @property
@@ -662,6 +663,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=data,
                 login=login,
+                mail_options=list(envelope.mail_options),
             )
         )
         return "250 Message accepted for delivery"

@@ -21,6 +21,7 @@ import aiosmtplib
 from sqlalchemy import Connection
 
 from mailbot.config import SmtpSettings, redacted
+from mailbot.send.transfer import deliver
 from mailbot.store.db import OutboxItem, Store, StoreBusy, process_holder
 
 log = logging.getLogger(__name__)
@@ -395,7 +396,7 @@ async def _send_one(
     try:
         if not client.is_connected:
             await client.connect()
-        await client.sendmail(envelope_from, item.recipients, item.raw)
+        await deliver(client, envelope_from, item.recipients, item.raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         if all(c >= 500 for c in codes):

@@ -1,0 +1,136 @@
+"""`deliver` puts exactly the bytes of aiosmtplib's `sendmail` on the wire, and fails the same way.
+
+Checked twice: `wire_form` against aiosmtplib's own normalisation for arbitrary bytes, and whole
+transactions against a real aiosmtpd, where the envelope, the SIZE parameter and the message
+as received are compared with what `sendmail` delivers for the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import example, given
+from hypothesis import strategies as st
+from servers import Received, SmtpSink
+
+from mailbot.send.transfer import deliver, wire_form
+
+SENDER = "anmeldung@ils-forschung.example"
+
+
+def aiosmtplib_data(raw: bytes) -> bytes:
+    """What `SMTP.data` transmits after the DATA command."""
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"..", b" "]), max_size=40))
+@example([b".", b"\r\n"])
+@example([b"\r\n", b".", b"\r\n", b".", b"\r\n"])
+@example([b"a", b"\r", b"\r\n"])
+def test_wire_form_is_what_data_transmits(pieces: list[bytes]) -> None:
+    raw = b"".join(pieces)
+    data = wire_form(raw)
+    clean = raw.endswith(b"\r\n") and raw.replace(b"\r\n", b"").count(b"\r") == 0
+    clean = clean and raw.replace(b"\r\n", b"").count(b"\n") == 0
+    assert (data is not None) == clean
+    if data is not None:
+        assert data == aiosmtplib_data(raw)
+
+
+CASES = [
+    b"Subject: plain\r\n\r\nHallo\r\n",
+    b"Subject: dots\r\n\r\n.\r\n..\r\n.a line that begins with a dot\r\nend\r\n",
+    b".Subject: a dot first\r\n\r\nx\r\n",
+    b"Subject: lone LF\r\n\r\none\ntwo\r\n",
+    b"Subject: lone CR\r\n\r\none\rtwo\r\n",
+    b"Subject: no final line end\r\n\r\nlast",
+    b"Subject: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n",
+]
+
+
+def run_client(sink: SmtpSink, send: Callable[[aiosmtplib.SMTP], Awaitable[None]]) -> None:
+    async def session() -> None:
+        client = aiosmtplib.SMTP(hostname=sink.host, port=sink.port, timeout=10)
+        await client.connect()
+        try:
+            await send(client)
+        finally:
+            await client.quit()
+
+    asyncio.run(session())
+
+
+def envelope(got: Received) -> tuple[str, list[str], bytes, list[str]]:
+    return got.mail_from, got.rcpt_tos, got.data, got.mail_options
+
+
+def test_the_server_receives_what_sendmail_sends(smtp_sink: SmtpSink) -> None:
+    recipients = [[f"person{i}@example.org"] for i in range(len(CASES))]
+    recipients[-1] = ["one@example.org", "two@example.org"]  # more than one: sendmail's way
+
+    async def by_sendmail(client: aiosmtplib.SMTP) -> None:
+        for raw, to in zip(CASES, recipients, strict=True):
+            await client.sendmail(SENDER, to, raw)
+
+    run_client(smtp_sink, by_sendmail)
+    expected = [envelope(got) for got in smtp_sink.wait_for(len(CASES))]
+    smtp_sink.clear()
+
+    plain_sendmail = aiosmtplib.SMTP.sendmail
+    through_sendmail: list[bytes] = []
+
+    async def seen_sendmail(self: aiosmtplib.SMTP, sender: str, to: Any, raw: bytes) -> Any:
+        through_sendmail.append(raw)  # a spy: the real sendmail still sends
+        return await plain_sendmail(self, sender, to, raw)
+
+    async def by_deliver(client: aiosmtplib.SMTP) -> None:
+        for raw, to in zip(CASES, recipients, strict=True):
+            await deliver(client, SENDER, to, raw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aiosmtplib.SMTP, "sendmail", seen_sendmail)
+        run_client(smtp_sink, by_deliver)
+    assert [envelope(got) for got in smtp_sink.wait_for(len(CASES))] == expected
+    assert any(option.lower().startswith("size=") for option in expected[1][3])
+    # Only those with a lone CR or LF, no final CRLF or two recipients took sendmail.
+    assert through_sendmail == CASES[3:]
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "error"),
+    [
+        ("MAIL", 451, aiosmtplib.SMTPSenderRefused),
+        ("RCPT", 550, aiosmtplib.SMTPRecipientsRefused),
+        ("DATA", 451, aiosmtplib.SMTPDataError),
+        ("DATA", 554, aiosmtplib.SMTPDataError),
+    ],
+)
+def test_failures_raise_what_sendmail_raises(
+    smtp_sink: SmtpSink, stage: Any, code: int, error: type[Exception]
+) -> None:
+    raw = CASES[1]
+    caught: list[tuple[type[Exception], int]] = []
+
+    async def send_three(client: aiosmtplib.SMTP) -> None:
+        await deliver(client, SENDER, ["first@example.org"], raw)
+        for send in (client.sendmail, lambda *a: deliver(client, *a)):
+            smtp_sink.fail_next(1, code=code, text="4.3.0 try later", stage=stage)
+            with pytest.raises(error) as info:
+                await send(SENDER, ["refused@example.org"], raw)
+            exc = info.value
+            codes = [r.code for r in exc.recipients] if hasattr(exc, "recipients") else [exc.code]
+            caught.append((type(exc), codes[0]))
+        # The envelope was reset: the next mail on the same connection goes through.
+        await deliver(client, SENDER, ["after@example.org"], raw)
+
+    run_client(smtp_sink, send_three)
+    assert caught == [(error, code), (error, code)]
+    assert [got.rcpt_tos for got in smtp_sink.wait_for(2)] == [
+        ["first@example.org"],
+        ["after@example.org"],
+    ]
