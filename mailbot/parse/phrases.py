@@ -69,7 +69,7 @@ class _Part:
 class _Plan:
     """What `search` works from: the alternatives, their compiled regexes (each compiled
     when it first runs), the distinct words with the alternatives that wait for each, the
-    alternatives that always run, and the one regex of all words (None with any of those)."""
+    alternatives that always run, and the one regex of all words (None without words)."""
 
     parts: list[_Part]
     regexes: list[re.Pattern[str] | None]
@@ -115,8 +115,9 @@ class Phrases:
                 owners[distinct.index(word)].append((index, part.lead))
         always = [i for i, part in enumerate(parts) if part.words is None]
         # Most texts a rule is asked about hold none of its words (short lines, mostly): one
-        # scan in C says so, before any per-word work in Python.
-        gate = None if always else re.compile("|".join(map(re.escape, distinct)))
+        # scan in C says so, before any per-word work in Python. With an alternative that
+        # always runs (`\b\d{4,5}\b` beside the 74 words of a signature rule), only that one runs.
+        gate = re.compile("|".join(map(re.escape, distinct))) if distinct else None
         return _Plan(parts, [None] * len(parts), distinct, owners, always, gate)
 
     @property
@@ -126,17 +127,18 @@ class Phrases:
     def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
         plan = self._plan
         folded = fold(text) if self._folding else text
-        if plan.any is not None and plan.any.search(folded, pos) is None:
-            return None
-        firsts = [folded.find(word, pos) for word in plan.words]
         # Where each alternative can begin at the earliest: candidates in pattern order.
         earliest: dict[int, int] = dict.fromkeys(plan.always, pos)
-        for word_index, at in enumerate(firsts):
-            if at >= 0:
-                for index, lead in plan.owners[word_index]:
-                    begin = pos if lead is None else max(pos, at - lead)
-                    if earliest.get(index, begin + 1) > begin:
-                        earliest[index] = begin
+        if plan.any is not None and plan.any.search(folded, pos) is not None:
+            firsts = [folded.find(word, pos) for word in plan.words]
+            for word_index, at in enumerate(firsts):
+                if at >= 0:
+                    for index, lead in plan.owners[word_index]:
+                        begin = pos if lead is None else max(pos, at - lead)
+                        if earliest.get(index, begin + 1) > begin:
+                            earliest[index] = begin
+        elif not earliest:
+            return None  # none of its words, and no alternative that runs without one
         best: re.Match[str] | None = None
         for index in sorted(earliest):
             start = earliest[index]
