@@ -16,6 +16,7 @@ import pytest
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import example, given
 from hypothesis import strategies as st
+from proxy import Proxy
 from servers import Received, SmtpSink
 
 from mailbot.send.transfer import deliver, wire_form
@@ -50,13 +51,23 @@ CASES = [
     b"Subject: lone CR\r\n\r\none\rtwo\r\n",
     b"Subject: no final line end\r\n\r\nlast",
     b"Subject: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n",
+    b"Subject: two recipients\r\n\r\nHallo\r\n",
+    b"Subject: a name with the address\r\n\r\nHallo\r\n",
 ]
+# The first three and the 8-bit one take the fast path.
+FAST = [0, 1, 2, 6]
 
 
-def run_client(sink: SmtpSink, send: Callable[[aiosmtplib.SMTP], Awaitable[None]]) -> None:
+def run_client(
+    sink: SmtpSink | Proxy,
+    send: Callable[[aiosmtplib.SMTP], Awaitable[None]],
+    timeout: float = 10,
+) -> None:
     async def session() -> None:
-        client = aiosmtplib.SMTP(hostname=sink.host, port=sink.port, timeout=10)
+        host = getattr(sink, "host", "127.0.0.1")
+        client = aiosmtplib.SMTP(hostname=host, port=sink.port, timeout=timeout)
         await client.connect()
+        await client.ehlo()  # as connect() does with STARTTLS or AUTH; else sendmail says it
         try:
             await send(client)
         finally:
@@ -71,7 +82,8 @@ def envelope(got: Received) -> tuple[str, list[str], bytes, list[str]]:
 
 def test_the_server_receives_what_sendmail_sends(smtp_sink: SmtpSink) -> None:
     recipients = [[f"person{i}@example.org"] for i in range(len(CASES))]
-    recipients[-1] = ["one@example.org", "two@example.org"]  # more than one: sendmail's way
+    recipients[-2] = ["one@example.org", "two@example.org"]  # more than one: sendmail's way
+    recipients[-1] = ["Erika Mustermann <erika@example.org>"]  # sendmail takes the address
 
     async def by_sendmail(client: aiosmtplib.SMTP) -> None:
         for raw, to in zip(CASES, recipients, strict=True):
@@ -97,8 +109,50 @@ def test_the_server_receives_what_sendmail_sends(smtp_sink: SmtpSink) -> None:
         run_client(smtp_sink, by_deliver)
     assert [envelope(got) for got in smtp_sink.wait_for(len(CASES))] == expected
     assert any(option.lower().startswith("size=") for option in expected[1][3])
-    # Only those with a lone CR or LF, no final CRLF or two recipients took sendmail.
-    assert through_sendmail == CASES[3:]
+    # Only those with a lone CR or LF, no final CRLF, two recipients or a name took sendmail.
+    assert through_sendmail == [raw for i, raw in enumerate(CASES) if i not in FAST]
+
+
+def test_a_bad_address_is_refused_before_anything_is_sent(smtp_sink: SmtpSink) -> None:
+    async def send(client: aiosmtplib.SMTP) -> None:
+        for bad in (["a b@example.org"], ['"a" b@example.org']):
+            with pytest.raises(ValueError):
+                await deliver(client, SENDER, bad, CASES[1])
+        await deliver(client, SENDER, ["after@example.org"], CASES[1])  # no MAIL left open
+
+    run_client(smtp_sink, send)
+    assert [got.rcpt_tos for got in smtp_sink.wait_for(1)] == [["after@example.org"]]
+
+
+MARKER = b"X-Marker: the body is on its way\r\n"
+
+
+@pytest.mark.parametrize("fault", ["stall", "cut"])
+def test_a_body_that_gets_no_answer_fails_as_in_sendmail(smtp_sink: SmtpSink, fault: str) -> None:
+    """A server that goes silent after the body, or away during it: the same error as with
+    sendmail, and a closed client."""
+    raw = MARKER + b"\r\nHallo\r\n"
+    outcomes: list[tuple[type[BaseException], bool]] = []
+    with Proxy(smtp_sink.host, smtp_sink.port) as proxy:
+        for send in (
+            lambda c: c.sendmail(SENDER, ["p@example.org"], raw),
+            lambda c: deliver(c, SENDER, ["p@example.org"], raw),
+        ):
+            if fault == "stall":
+                proxy.stall_on(MARKER)
+            else:
+                proxy.cut_on(MARKER, direction="up", after=4)
+
+            async def once(client: aiosmtplib.SMTP, send: Any = send) -> None:
+                with pytest.raises(aiosmtplib.SMTPException) as info:
+                    await send(client)
+                outcomes.append((type(info.value), client.is_connected))
+                await client.connect()  # the session's quit needs a connection
+
+            run_client(proxy, once, timeout=1)
+    assert proxy.stalls + proxy.cuts == 2  # the fault happened both times
+    assert outcomes[0] == outcomes[1], outcomes
+    assert outcomes[0][1] is False  # a connection in an unknown state is not used again
 
 
 @pytest.mark.parametrize(

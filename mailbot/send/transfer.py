@@ -15,12 +15,19 @@ at a real aiosmtpd), and failures raise what `sendmail` raises.
 Everything else goes through `sendmail` itself:
 - bytes with a lone CR or LF;
 - more than one recipient (sendmail's rules for partly refused recipients stay in one place);
-- a connection that has not said EHLO yet (aiosmtplib's `connect` normally says it).
+- an address that is not a plain addr-spec (sendmail rejects a bad one before it sends
+  anything, and says why);
+- a connection that has not said EHLO yet: the first mail of a connection without STARTTLS
+  or AUTH (`connect` says EHLO only for those).
+
+The body is written without aiosmtplib's command lock, which only matters when two tasks
+share one client: mailbot's sender uses its client for one mail after the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import aiosmtplib
@@ -40,7 +47,12 @@ async def deliver(
 ) -> None:
     """Send `raw` from `sender` to `recipients` over the connected `client`, as `sendmail`."""
     data = wire_form(raw)
-    if data is None or len(recipients) != 1 or client.is_ehlo_or_helo_needed:
+    if (
+        data is None
+        or len(recipients) != 1
+        or not (_PLAIN_ADDRESS.fullmatch(sender) and _PLAIN_ADDRESS.fullmatch(recipients[0]))
+        or client.is_ehlo_or_helo_needed
+    ):
         await client.sendmail(sender, recipients, raw)
         return
     # RFC 1870: the size as transmitted, CRLF included, before the dots are doubled.
@@ -57,6 +69,11 @@ async def deliver(
         with contextlib.suppress(ConnectionError, SMTPResponseException):
             await client.rset()
         raise
+
+
+# No space, quote, angle bracket or control character: nothing aiosmtplib's address checks
+# refuse, so MAIL and RCPT cannot fail with a ValueError after part of the envelope was sent.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 def wire_form(raw: bytes) -> bytes | None:
