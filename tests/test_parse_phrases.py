@@ -165,3 +165,39 @@ def test_nothing_is_parsed_before_first_use() -> None:
     assert "_plan" not in vars(phrases)
     assert phrases.search("I cannot attend") is not None
     assert "_plan" in vars(phrases)
+
+
+def gate_texts() -> list[str]:
+    """The corpus texts and their lines, and numbers, ordinals, addresses and diets in odd
+    cases and neighbours."""
+    rng = random.Random(11)
+    pieces = ["1", "9", "0", "٣", "2.", "ERSTE", "Zweiten", "fİrst", "ſecond", "Werkſtatt",
+              "workshop", "lab", "@", "x@y.de", "://", "WWW.", "wWw.x", "vegan", "Vegetarisch",
+              "GLUTEN-free", "laktoſefrei", " ", ",", "\n", "die", "für die", "am", "und", ".", "_",
+              "-", " - ", "aber", "é", "ß", "²", "Ⅻ", ";", "—"]  # fmt: skip
+    made = ["".join(rng.choices(pieces, k=rng.randint(1, 14))) for _ in range(3000)]
+    return TEXTS + LINES + made
+
+
+def test_the_gates_before_costly_regexes_never_skip_a_match() -> None:
+    """Each gate (a plain scan, a literal or `Phrases`) says no only where the case-insensitive
+    regex behind it finds nothing, so skipping that regex changes no result."""
+    from mailbot.parse import details, events, fields
+    from mailbot.parse import text as text_rules
+
+    for text in gate_texts():
+        assert events.has_number(text) == bool(events._NUMBERED.search(text)), text
+        assert fields._without_addresses(text) == fields._ADDRESSES.sub(" ", text), text
+        if details._DIET.search(text):
+            assert details._DIET_WORDS.search(text), text
+        if events._LIST_BEFORE.search(text) or events._LIST_AFTER.search(text):
+            assert events._NOUNS.search(text), text
+        if events._LIST_COMMA.search(text):
+            assert events._NUMBER_COMMA.search(text) or events._ORDINAL_WORD.search(text), text
+        if events._ELLIPTIC.search(text):
+            assert events._ELLIPTIC_HINT.search(text), text
+        if text_rules._CLAUSE_BREAK.search(text):
+            assert text_rules._CLAUSE_HINT.search(text), text
+        for piece in (text, text[: len(text) // 2], text + "\n"):
+            word = re.search(r"([\w-]+)$", piece)
+            assert text_rules.last_word(piece) == (word.group(1) if word else ""), piece

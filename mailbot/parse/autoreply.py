@@ -20,6 +20,7 @@ from mailbot.parse.mime import (
     iter_parts,
     return_path,
 )
+from mailbot.parse.phrases import Phrases
 
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer-daemon|mailer_daemon|post_?master|listserv|majordomo|owner-.+|.+-request|"
@@ -44,18 +45,29 @@ AUTOREPLY_SUBJECT = re.compile(
     r"automatick[aá]\s+odpov[eě]d|abwesenheits?(?:meldung|info))",
     re.IGNORECASE,
 )
-BOUNCE_SUBJECT = re.compile(
+# Forty case-insensitive alternatives, asked about every subject: `Phrases` (phrases.py) for
+# the Latin ones. Its lower-casing is exact for Latin letters, not for Cyrillic ones (the
+# regex engine takes U+1C82 for "о"), so those stay a regex of their own.
+_BOUNCE_SUBJECT_LATIN = Phrases(
     r"undeliver|undelivered\s+mail|delivery\s+status\s+notification|mail\s+delivery\s+fail|"
-    r"delivery\s+fail|failure\s+notice|returned\s+mail|return(ed)?\s+to\s+sender|"
+    r"delivery\s+fail|failure\s+notice|returned\s+mail|return(?:ed)?\s+to\s+sender|"
     r"unzustellbar|nicht\s+zustellbar|delivery\s+has\s+failed|could\s+not\s+be\s+delivered|"
     r"non\s+remis|non\s+recapitabile|message\s+not\s+delivered|delivery\s+problem|"
     r"mail\s+system\s+error|unable\s+to\s+deliver|rejected|bounce|delivery\s+warning|"
     r"delivery\s+notification|non\s+remis|nicht\s+zustellbar|mail\s+failure|failed\s+delivery|"
     r"delivery\s+failure|non-?delivery|error\s+sending|could\s+not\s+send|mail\s+error|"
     r"user\s+unknown|not\s+delivered|nicht\s+zugestellt|zustellungsfehler|unzustellbare|"
-    r"message\s+\S+\s+delayed|delivery\s+delayed|не\s+доставлено|メールエラー",
+    r"message\s+\S+\s+delayed|delivery\s+delayed",
     re.IGNORECASE,
 )
+_BOUNCE_SUBJECT_OTHER = re.compile(r"не\s+доставлено|メールエラー", re.IGNORECASE)
+
+
+def is_bounce_subject(subject: str) -> bool:
+    """A subject that says a mail could not be delivered."""
+    return bool(_BOUNCE_SUBJECT_LATIN.search(subject) or _BOUNCE_SUBJECT_OTHER.search(subject))
+
+
 _DAEMON_NAME = re.compile(r"mail\s*delivery\s*(sub)?system|mailer[-\s]?daemon", re.IGNORECASE)
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -151,7 +163,7 @@ def is_bounce(msg: Message) -> bool:
             return True
     if _has_part(msg, "message/delivery-status"):
         return True
-    return _from_daemon(msg) and bool(BOUNCE_SUBJECT.search(header(msg, "Subject")))
+    return _from_daemon(msg) and is_bounce_subject(header(msg, "Subject"))
 
 
 def is_read_receipt(msg: Message) -> bool:

@@ -37,6 +37,13 @@ _DIET = re.compile(
     r"halal|koscher|kosher|pescetari\w*|allergi\w*|unverträglich\w*|nussallergie)\b",
     _I,
 )
+# Every _DIET match begins with one of these: a sentence without them is not scanned by
+# _DIET, whose case-insensitive alternatives would be tried at every character.
+_DIET_WORDS = Phrases(
+    r"vegetari|vegan|glutenfrei|gluten|laktosefrei|lactose|halal|koscher|kosher|pescetari|"
+    r"allergi|unverträglich|nussallergie",
+    _I,
+)
 # A form label before a remark ("Anmerkung: vegetarisch"), dropped before the remark is kept.
 _LABEL = re.compile(r"^[\w ./-]{1,40}:\s+")
 _ACCESS = Phrases(
@@ -83,13 +90,13 @@ def notes(own: str, form_notes: list[str], names: list[str]) -> str | None:
     """Diet and accessibility remarks, attributed to a person when several are registered."""
     found: list[str] = []
     for value in form_notes:
-        if _DIET.search(value) or _ACCESS.search(value):
+        if (_DIET_WORDS.search(value) and _DIET.search(value)) or _ACCESS.search(value):
             found.append(value.strip())
     for sentence in sentences(own):
         sentence = _LABEL.sub("", sentence).strip()
         if _ACCESS.search(sentence) and not any(sentence in f or f in sentence for f in found):
             found.append(sentence)
-        for match in _DIET.finditer(sentence):
+        for match in _DIET.finditer(sentence) if _DIET_WORDS.search(sentence) else ():
             word = match.group(1).lower()
             who = [n for n in names if any(part in sentence for part in n.split())]
             note = f"{word} ({who[0]})" if len(names) > 1 and len(who) == 1 else word

@@ -63,8 +63,22 @@ def _numbers(span: str) -> list[int]:
 
 
 # Every match of the three list patterns holds a digit or an ordinal word: most clauses have
-# neither, and one scan says so (same flags, so the same case folding).
+# neither. `_NUMBERED` says so, and `has_number` gives its answer cheaper: a case-insensitive
+# regex without a literal start tries every alternative at every position, while a plain
+# character class and `Phrases` skip ahead in C (tests/test_parse_general.py compares them).
 _NUMBERED = re.compile(rf"[1-9]|{_WORD_ORD}", _I)
+_DIGIT = re.compile("[1-9]")  # digits have no case: the same as under IGNORECASE
+_ORDINAL_WORD = Phrases(r"erste|zweite|dritte|vierte|first|second|third|fourth", _I)
+# The list patterns before and after a number need one of these nouns; _ELLIPTIC needs a
+# digit after a space and before a dot; _LIST_COMMA a number before a comma.
+_NOUNS = Phrases(_NOUN, _I)
+_ELLIPTIC_HINT = re.compile(r"\s[1-9]\s*\.")
+_NUMBER_COMMA = re.compile(r"[1-9]\s*\.\s*,")
+
+
+def has_number(text: str) -> bool:
+    """Whether `_NUMBERED` matches `text`."""
+    return bool(_DIGIT.search(text) or _ORDINAL_WORD.search(text))
 
 
 def mentions(text: str, known: tuple[int, ...]) -> list[int]:
@@ -72,9 +86,12 @@ def mentions(text: str, known: tuple[int, ...]) -> list[int]:
     found: list[int] = []
     if _ALL.search(text):
         found.extend(known)
-    if not _NUMBERED.search(text):
+    if not has_number(text):
         return [n for n in found if n in known]
-    for pattern in (_LIST_BEFORE, _LIST_AFTER, _ELLIPTIC):
+    patterns = [_LIST_BEFORE, _LIST_AFTER] if _NOUNS.search(text) else []
+    if _ELLIPTIC_HINT.search(text):
+        patterns.append(_ELLIPTIC)
+    for pattern in patterns:
         for match in pattern.finditer(text):
             found.extend(_numbers(match.group(1)))
     return [n for n in found if n in known]
@@ -90,7 +107,7 @@ def events(
     negative: list[int] = []
     dated = False
     for sentence in sentences(own):
-        if "," in sentence:  # what _LIST_COMMA needs; most sentences have none
+        if "," in sentence and (_NUMBER_COMMA.search(sentence) or _ORDINAL_WORD.search(sentence)):
             sentence = _LIST_COMMA.sub(r"\1 und ", sentence)
         named = False
         for clause in clauses(sentence):

@@ -98,7 +98,7 @@ KEEPS = Phrases(
     r"\bweiterhin\b|\bnach\s+wie\s+vor\b|\bbleibt\b|\bstill\s+(?:come|attend|be\s+there|join)",
     _I,
 )
-CONDITIONAL = re.compile(
+CONDITIONAL = Phrases(
     r"\b(?:dann|ggf|gegebenenfalls|bevor|before|überlege|eventuell|evtl|if\s+so|"
     r"falls\s+ja|wenn\s+ja|once\s+i\s+know|noch\s+nicht\s+sicher|not\s+sure)\b",
     _I,
@@ -118,6 +118,7 @@ REGISTER_SUBJECT = Phrases(
 )
 
 _ADDRESSES = re.compile(r"[^\s@<>()]{1,64}@[^\s@<>()]{1,255}|https?://\S+|www\.\S+", _I)
+_WWW = re.compile(r"[wW]{3}\.")  # `www\.` under IGNORECASE, without its scan of every position
 _PUNCTUATION = re.compile(r"[^\w\s-]")
 NEGATION = Phrases(
     r"\bnicht\b|\bkein\w*|\bnot\b|n['’]t\b|\bverzicht\w*|\bnein\b|\bno\b|\bskip\b|\bohne\b|"
@@ -125,6 +126,14 @@ NEGATION = Phrases(
     _I,
 )
 MAX_CLASSIFY_CHARS = 3000  # what a person writes to register fits; the rest is only cost
+
+
+def _without_addresses(text: str) -> str:
+    """Addresses and links blanked out. Each needs "@", "://" or "www.": without them the
+    substitution, which tries a match at every character, would change nothing."""
+    if "@" in text or "://" in text or _WWW.search(text):
+        return _ADDRESSES.sub(" ", text)
+    return text
 
 
 def _first_unconditional(pattern: Phrases, text: str) -> tuple[bool, bool]:
@@ -179,8 +188,8 @@ def classify_all_rules(own: str, subject: str, has_form: bool = False) -> tuple[
     """`classify` without the pre-check (the tests compare the two)."""
     # Hard-wrapped lines ("… zur 2. Werkstatt\nam 22.02. anmelden") are joined first: the
     # phrase rules look for a verb and its object within one line.
-    own = _ADDRESSES.sub(" ", unwrap(own[:MAX_CLASSIFY_CHARS]))
-    subject = _ADDRESSES.sub(" ", subject[:500])
+    own = _without_addresses(unwrap(own[:MAX_CLASSIFY_CHARS]))
+    subject = _without_addresses(subject[:500])
     plain_subject = REPLY_SUBJECT.sub("", subject)
     is_reply = bool(REPLY_SUBJECT.match(subject))
     subject_own = "" if is_reply else plain_subject

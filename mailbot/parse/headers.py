@@ -65,7 +65,8 @@ def _decode(value: object) -> str:
         text = _header_str(value)
     except Exception:
         return ""
-    text = _FOLDING.sub(" ", text)
+    if "\n" in text:  # folded over lines
+        text = _FOLDING.sub(" ", text)
     if "=?" not in text:  # no RFC 2047 encoded word: nothing to decode
         return _CONTROL.sub("", text).strip()
     try:
@@ -206,7 +207,8 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         return []
     out = []
     for value in values:
-        for element in _split_address_list(_FOLDING.sub(" ", value)):
+        unfolded = _FOLDING.sub(" ", value) if "\n" in value else value
+        for element in _split_address_list(unfolded):
             angles = list(_ANGLE_ADDR.finditer(element))
             if angles:
                 addr, display = angles[-1].group(1), element[: angles[-1].start()]

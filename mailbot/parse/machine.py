@@ -16,13 +16,13 @@ from email.message import Message
 from mailbot.models import Intent
 from mailbot.parse import fields
 from mailbot.parse.autoreply import (
-    BOUNCE_SUBJECT,
-    is_autoreply_subject,
-    is_bounce,
-    is_read_receipt,
+    bounced_addresses as _header_bounced,
 )
 from mailbot.parse.autoreply import (
-    bounced_addresses as _header_bounced,
+    is_autoreply_subject,
+    is_bounce,
+    is_bounce_subject,
+    is_read_receipt,
 )
 from mailbot.parse.mime import has_header, header
 from mailbot.parse.phrases import Phrases
@@ -75,12 +75,12 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
     if reason and _DAEMON_REASON.search(reason):
         return Intent.BOUNCE
     # A failure subject and a failure text: a bounce, whatever list or daemon headers it has.
-    if BOUNCE_SUBJECT.search(subject) and _BOUNCE_BODY.search(text[:20_000]):
+    if is_bounce_subject(subject) and _BOUNCE_BODY.search(text[:20_000]):
         return Intent.BOUNCE
     if reason and re.match(r"(?:From|Return-Path|Sender) is ", reason):
         return Intent.OTHER  # list servers, list owners, no-reply senders: nobody to talk to
     if reason == "empty Return-Path" or (auto and auto != "no"):
-        if _BOUNCE_BODY.search(text[:5000]) or BOUNCE_SUBJECT.search(subject):
+        if _BOUNCE_BODY.search(text[:5000]) or is_bounce_subject(subject):
             return Intent.BOUNCE
         if _AUTOREPLY_BODY.search(text[:5000]) or reason == "empty Return-Path":
             return Intent.AUTOREPLY

@@ -12,6 +12,8 @@ import functools
 import re
 import unicodedata
 
+from mailbot.parse.phrases import Phrases
+
 _TITLE = re.compile(
     r"(?<![\w-])(?:Prof(?:essor|\.)?(?:\s*em\.)?|Dr\.?(?:\s*-?\s*Ing\.?|\s*rer\.\s*\w+\.|"
     r"\s*phil\.|\s*med\.|\s*jur\.|\s*h\.\s*c\.|\s*ir\.)?|PD|Priv\.-Doz\.|Dipl\.-[\w.-]+|Dipl\.|"
@@ -48,20 +50,20 @@ _PARTICLES = frozenset(
         "y",
     ]
 )
-_NOT_NAME = re.compile(
-    r"(?i)\b(?:stadt|city|team|poststelle|info|service|sekretariat|b[üu]ro|office|verwaltung|"
+_NOT_NAME = Phrases(
+    r"\b(?:stadt|city|team|poststelle|info|service|sekretariat|b[üu]ro|office|verwaltung|"
     r"amt|kreis|gmbh|e\.\s?v\.|universit|hochschule|institut|verein|mail|system|daemon|"
     r"admin|support|kontakt|newsletter|redaktion|anmeldung|gesch[äa]ftsstelle|abteilung|"
     r"referat|fachbereich|netzwerk|network|council|ministerium|stiftung|wirtschaft|"
     r"postmaster|no-?reply|the|und|and|f[üu]r|mit|ich|wir|sie|nicht|bitte|gr[üu](?:ß|ss)e|"
-    r"regards|thanks|danke|hallo|hello|dear|liebe|sehr|geehrte)\b"
+    r"regards|thanks|danke|hallo|hello|dear|liebe|sehr|geehrte)\b",
+    re.IGNORECASE,
 )
 _NAME_TOKEN = r"[A-ZÄÖÜÀ-ÞĀ-ſ][\w'’-]*\.?"
 NAME_RE = re.compile(
     rf"{_NAME_TOKEN}(?:\s+(?:(?:{'|'.join(sorted(_PARTICLES))})\s+)*{_NAME_TOKEN}){{1,3}}"
 )
 PARENTHESES = re.compile(r"\([^)]*\)")  # "(Stadt Dortmund)" after a name
-_SPACES = re.compile(r"\s+")
 _DIGIT = re.compile(r"\d")
 _NOT_LETTER = re.compile(r"[^a-z]")
 _FOLD = str.maketrans(
@@ -76,12 +78,12 @@ def strip_titles(text: str) -> str:
     while prev != text:
         prev = text
         text = _TITLE.sub(" ", text)
-    text = _SPACES.sub(" ", text).strip(" ,;:-–—\"'")
+    text = " ".join(text.split()).strip(" ,;:-–—\"'")  # runs of spaces as one, as _SPACES
     if text.count(",") == 1:
         last, first = (p.strip() for p in text.split(","))
         if first and last and " " not in last.strip():
             text = f"{first} {last}"
-    return _SPACES.sub(" ", text).strip(" ,;:-–—")
+    return " ".join(text.split()).strip(" ,;:-–—")
 
 
 def looks_like_person(text: str | None) -> bool:

@@ -79,7 +79,7 @@ def _org_candidate(line: str, own_name: str | None) -> int:
     Mettmann", "AWO Unterbezirk Dortmund"), so it counts then. A lone acronym ("EUROCITIES")
     counts as a weak candidate.
     """
-    if not line or len(line) > 120 or EMAIL_RE.search(line):
+    if not line or len(line) > 120 or ("@" in line and EMAIL_RE.search(line)):
         return 0
     stripped = strip_titles(line)
     if own_name and same_person(stripped, own_name):

@@ -106,7 +106,7 @@ def form_people(text: str) -> list[dict[str, str]]:
     people: list[dict[str, str]] = []
     current: dict[str, str] = {}
     for line in text.split("\n"):
-        match = _FIELD.match(line)
+        match = _FIELD.match(line) if ":" in line else None  # a field needs its colon
         if not match or not match.group(2):
             continue
         key = _key_of(match.group(1))
@@ -137,7 +137,7 @@ def _line_name(line_prefix: str, address: str) -> str | None:
 def body_people(text: str, header_names: dict[str, str], skip: set[str]) -> list[Person]:
     """People named next to an address in the text; contact and old addresses are skipped."""
     found: list[Person] = []
-    for match in EMAIL_RE.finditer(text):
+    for match in EMAIL_RE.finditer(text) if "@" in text else ():
         address = match.group(0).lower().rstrip(".")
         if address in skip or any(p.email == address for p in found):
             continue

@@ -65,8 +65,23 @@ _BREAK_BEFORE = re.compile(r"^\s*(?:[-*•·]|\d+[.)]\s|[A-ZÄÖÜ][\w /-]{0,30}
 _SENTENCE_END = re.compile(r"[.!?:]\s*$")
 # A sentence ends at . ! or ? before a capital (perhaps after a quote or bracket).
 _SENTENCE_BREAK = re.compile(r"[.!?]+(?=\s+[\"„“(]?[A-ZÄÖÜ])")
-_LAST_WORD = re.compile(r"([\w-]+)$")
 _CLAUSE_BREAK = re.compile(r"[,;–—]|\s-\s|\b(?:aber|jedoch|sondern|but|however|although)\b")
+# What every clause break holds. A regex of literals skips ahead in C; _CLAUSE_BREAK, which
+# begins with \s and \b, is tried at every character.
+_CLAUSE_HINT = re.compile(r"[,;–—-]|aber|jedoch|sondern|but|however|although")
+
+
+def last_word(text: str) -> str:
+    """The word `text` ends with, as `([\\w-]+)$` finds it, or "".
+
+    Read backwards from the end: the regex tries every position of the sentence so far.
+    (`str.isalnum` is the regex engine's test for a word character other than "_".)
+    """
+    end = len(text) - 1 if text.endswith("\n") else len(text)
+    start = end
+    while start and (text[start - 1].isalnum() or text[start - 1] in "_-"):
+        start -= 1
+    return text[start:end]
 
 
 def unwrap(text: str) -> str:
@@ -102,9 +117,7 @@ def sentences(text: str) -> tuple[str, ...]:
             continue
         start = 0
         for match in _SENTENCE_BREAK.finditer(block):
-            before = block[start : match.start()]
-            word = _LAST_WORD.search(before)
-            token = word.group(1).lower() if word else ""
+            token = last_word(block[start : match.start()]).lower()
             if match.group(0) == "." and (
                 token in _ABBREV or token.isdigit() or len(token) == 1 or not token
             ):
@@ -119,5 +132,5 @@ def sentences(text: str) -> tuple[str, ...]:
 
 def clauses(sentence: str) -> list[str]:
     """Split a sentence at commas, semicolons, dashes and contrastive conjunctions."""
-    parts = _CLAUSE_BREAK.split(sentence)
+    parts = _CLAUSE_BREAK.split(sentence) if _CLAUSE_HINT.search(sentence) else [sentence]
     return [p.strip() for p in parts if p and p.strip()]
