@@ -92,7 +92,11 @@ def test_hostile_values_in_every_reply_field(config: Config) -> None:
         request = ReplyRequest(
             kind=ReplyKind.OUTCOMES,
             language="de",
-            recipients=[(EVIL, ANNA), (EVIL, "x@example.org\r\nBcc: spy@evil.example")],
+            recipients=[
+                (EVIL, ANNA),
+                (EVIL, "x@example.org\r\nBcc: spy@evil.example"),
+                ("Yves", "y@example.org\n"),  # `$` allows a final newline; the check does not
+            ],
             original_subject=EVIL,
             in_reply_to=EVIL_ID,
             references=(EVIL_ID, EVIL),

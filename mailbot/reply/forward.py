@@ -20,8 +20,9 @@ from email.message import EmailMessage
 from mailbot.config import Config
 from mailbot.models import ParsedMail
 from mailbot.reply.context import base_context, one_line
-from mailbot.reply.message import message_ids, organiser_headers, safe_address
+from mailbot.reply.message import message_ids, organiser_headers
 from mailbot.reply.render import render_template
+from mailbot.reply.wire import safe_address
 
 MAX_QUESTION_CHARS = 8000
 

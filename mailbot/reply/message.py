@@ -22,16 +22,11 @@ from mailbot.config import Config
 from mailbot.reply import wire
 from mailbot.reply.context import language_of, one_line
 from mailbot.reply.render import ReplyRequest, render_bodies
+from mailbot.reply.wire import safe_address
 
 # ASCII only: a header of our reply is 7-bit, and a sender may put anything in theirs.
 _MSGID = re.compile(r"<[!-;=?A-~]{1,200}@[!-;=?A-~]{1,200}>")
-# A plain addr-spec: anything else (a stray quote, a space, a second "@") is not sent to.
-_ADDR_SPEC = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 _REPLY_PREFIX = re.compile(r"^(re|aw|antw|sv|vs)\s*:", re.IGNORECASE)
-
-
-def safe_address(address: str) -> bool:
-    return bool(_ADDR_SPEC.match(address))
 
 
 def message_ids(value: str | None) -> list[str]:

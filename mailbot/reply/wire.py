@@ -33,6 +33,9 @@ from functools import lru_cache
 CRLF = "\r\n"
 MAX_LINE = 78
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+# A plain addr-spec: no space, quote, angle bracket, control character or line break, so it
+# can stand in a header or after MAIL FROM/RCPT TO as it is.
+_ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class Attachment:
 
 
 @lru_cache(maxsize=512)
+def safe_address(address: str) -> bool:
+    """Whether `address` is a plain addr-spec; anything else (a stray quote, a space, a second
+    "@", a trailing newline) is not written or sent to."""
+    return _ADDR_SPEC.fullmatch(address) is not None
+
+
 def unstructured(name: str, value: str) -> str:
     """Subject and the like: as is when ASCII and short, else folded RFC 2047 encoded words.
 

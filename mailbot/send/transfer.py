@@ -27,7 +27,6 @@ share one client: mailbot's sender uses its client for one mail after the other.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Sequence
 
 import aiosmtplib
@@ -41,6 +40,8 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from mailbot.reply.wire import safe_address
+
 
 async def deliver(
     client: aiosmtplib.SMTP, sender: str, recipients: Sequence[str], raw: bytes
@@ -50,7 +51,9 @@ async def deliver(
     if (
         data is None
         or len(recipients) != 1
-        or not (_PLAIN_ADDRESS.fullmatch(sender) and _PLAIN_ADDRESS.fullmatch(recipients[0]))
+        # Nothing aiosmtplib's address checks refuse: MAIL and RCPT cannot fail with a
+        # ValueError after part of the envelope was sent.
+        or not (safe_address(sender) and safe_address(recipients[0]))
         or client.is_ehlo_or_helo_needed
     ):
         await client.sendmail(sender, recipients, raw)
@@ -69,11 +72,6 @@ async def deliver(
         with contextlib.suppress(ConnectionError, SMTPResponseException):
             await client.rset()
         raise
-
-
-# No space, quote, angle bracket or control character: nothing aiosmtplib's address checks
-# refuse, so MAIL and RCPT cannot fail with a ValueError after part of the envelope was sent.
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 def wire_form(raw: bytes) -> bytes | None:
