@@ -65,9 +65,9 @@ def _numbers(span: str) -> list[int]:
 # Every match of the three list patterns holds a digit or an ordinal word: most clauses have
 # neither. `_NUMBERED` says so, and `has_number` gives its answer cheaper: a case-insensitive
 # regex without a literal start tries every alternative at every position, while a plain
-# character class and `Phrases` skip ahead in C (tests/test_parse_general.py compares them).
+# character class and `Phrases` skip ahead in C (tests/test_parse_phrases.py compares them).
 _NUMBERED = re.compile(rf"[1-9]|{_WORD_ORD}", _I)
-_DIGIT = re.compile("[1-9]")  # digits have no case: the same as under IGNORECASE
+_ONE_TO_NINE = re.compile("[1-9]")  # digits have no case: the same as under IGNORECASE
 _ORDINAL_WORD = Phrases(r"erste|zweite|dritte|vierte|first|second|third|fourth", _I)
 # The list patterns before and after a number need one of these nouns; _ELLIPTIC needs a
 # digit after a space and before a dot; _LIST_COMMA a number before a comma.
@@ -78,7 +78,7 @@ _NUMBER_COMMA = re.compile(r"[1-9]\s*\.\s*,")
 
 def has_number(text: str) -> bool:
     """Whether `_NUMBERED` matches `text`."""
-    return bool(_DIGIT.search(text) or _ORDINAL_WORD.search(text))
+    return bool(_ONE_TO_NINE.search(text) or _ORDINAL_WORD.search(text))
 
 
 def mentions(text: str, known: tuple[int, ...]) -> list[int]:
