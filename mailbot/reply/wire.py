@@ -48,13 +48,13 @@ class Attachment:
     text: str
 
 
-@lru_cache(maxsize=512)
 def safe_address(address: str) -> bool:
     """Whether `address` is a plain addr-spec; anything else (a stray quote, a space, a second
     "@", a trailing newline) is not written or sent to."""
     return _ADDR_SPEC.fullmatch(address) is not None
 
 
+@lru_cache(maxsize=512)
 def unstructured(name: str, value: str) -> str:
     """Subject and the like: as is when ASCII and short, else folded RFC 2047 encoded words.
 
