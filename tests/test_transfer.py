@@ -13,12 +13,14 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import example, given
 from hypothesis import strategies as st
 from proxy import Proxy
 from servers import Received, SmtpSink
 
+from mailbot.reply.wire import safe_address
 from mailbot.send.transfer import deliver, wire_form
 
 SENDER = "anmeldung@ils-forschung.example"
@@ -41,6 +43,21 @@ def test_wire_form_is_what_data_transmits(pieces: list[bytes]) -> None:
     assert (data is not None) == clean
     if data is not None:
         assert data == aiosmtplib_data(raw)
+
+
+# The addr-spec alphabet of reply/wire.py, with the characters parseaddr treats specially.
+_LOCAL = st.text("aZ09.!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=12)
+_LABEL = st.text("aZ09-", min_size=1, max_size=8)
+
+
+@given(_LOCAL, st.lists(_LABEL, min_size=2, max_size=4))
+@example(".a..b.", ["x", "y"])
+@example("a'b", ["-x-", "org"])
+def test_a_plain_address_is_quoted_as_aiosmtplib_quotes_it(local: str, labels: list[str]) -> None:
+    """`deliver` writes MAIL FROM:<address> itself for what `safe_address` accepts."""
+    address = f"{local}@{'.'.join(labels)}"
+    assert safe_address(address)
+    assert quote_address(address) == f"<{address}>"
 
 
 CASES = [

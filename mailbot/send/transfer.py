@@ -8,9 +8,11 @@ reply, a third of its CPU (bench/sender.py).
 
 The replies in the outbox already have CRLF line ends, because mailbot.reply.wire writes them
 that way. For such bytes `deliver` checks the line ends with three counts, doubles the dots
-with one `bytes.replace`, and runs MAIL, RCPT and DATA as aiosmtplib's own commands. The
-server receives exactly the bytes `sendmail` would send (tests/test_transfer.py compares them
-at a real aiosmtpd), and failures raise what `sendmail` raises.
+with one `bytes.replace`, and runs MAIL, RCPT and DATA as aiosmtplib's own commands. It does
+not call `SMTP.mail` and `SMTP.rcpt`, which parse each address with the stdlib's `parseaddr`
+again: for the plain addr-spec it checks first, their quoting is the address in angle
+brackets. The server receives exactly the bytes `sendmail` would send (tests/test_transfer.py
+compares them at a real aiosmtpd), and failures raise what `sendmail` raises.
 
 Everything else goes through `sendmail` itself:
 - bytes with a lone CR or LF;
@@ -35,6 +37,7 @@ from aiosmtplib import (
     SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
+    SMTPSenderRefused,
     SMTPServerDisconnected,
     SMTPStatus,
     SMTPTimeoutError,
@@ -58,14 +61,20 @@ async def deliver(
     ):
         await client.sendmail(sender, recipients, raw)
         return
+    recipient = recipients[0]
     # RFC 1870: the size as transmitted, CRLF included, before the dots are doubled.
-    options = [f"size={len(raw)}"] if client.supports_extension("size") else None
+    options = [b"size=%d" % len(raw)] if client.supports_extension("size") else []
     try:
-        await client.mail(sender, options=options)
-        try:
-            await client.rcpt(recipients[0])
-        except SMTPRecipientRefused as exc:
-            raise SMTPRecipientsRefused([exc]) from None  # what sendmail raises
+        # `SMTP.mail` and `SMTP.rcpt` without their second parsing of the addresses.
+        response = await client.execute_command(
+            b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *options
+        )
+        if response.code != SMTPStatus.completed:
+            raise SMTPSenderRefused(response.code, response.message, sender)
+        response = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+        if response.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+            refused = SMTPRecipientRefused(response.code, response.message, recipient)
+            raise SMTPRecipientsRefused([refused])  # what sendmail raises
         await _data(client, data)
     except (SMTPResponseException, SMTPRecipientsRefused):
         # As sendmail does: reset the envelope; a failing reset would only hide the cause.
