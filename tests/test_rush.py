@@ -30,6 +30,7 @@ from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config, load_config
 from mailbot.helpers import helper_context
+from mailbot.pipeline import batches_of
 from mailbot.store.schema import messages, outbox
 
 MAILS = 200  # enough that the backlog outlasts the start of the second process (~1 s)
@@ -296,3 +297,17 @@ with sending_alongside(config):
     parent.wait(10)
     assert_ends_with_its_parent(int(started[1]), "sender")
     assert_ends_with_its_parent(read_ahead, "read-ahead")
+
+
+@pytest.mark.parametrize("count", [0, 1, 49, 50, 51, 60, 100, 2000, 2043])
+def test_a_backlog_is_batched_with_two_short_batches_first(count: int) -> None:
+    uids = list(range(1, count + 1))
+    batches = batches_of(uids, 50)
+    assert [uid for batch in batches for uid in batch] == uids  # each once, in order
+    sizes = [len(batch) for batch in batches]
+    assert all(0 < size <= 50 for size in sizes)
+    if count <= 50:
+        assert sizes == ([count] if count else [])  # no backlog: one batch, as ever
+    else:
+        assert sizes[:2] == [10, 25]
+        assert all(size == 50 for size in sizes[2:-1])
