@@ -569,7 +569,26 @@ class Dovecot:
 # SMTP sink
 # --------------------------------------------------------------------------------------------
 
-Stage = Literal["MAIL", "RCPT", "DATA"]
+Stage = Literal["MAIL", "RCPT", "DATA", "DATA command"]
+
+
+class _Server(SMTP):
+    """aiosmtpd's server, which can also refuse the DATA command itself (stage "DATA
+    command"): its handler hooks only see DATA once the message has arrived."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        envelope = self.envelope
+        if envelope is not None and envelope.rcpt_tos and not arg:
+            failure = self.event_handler._sink._take_failure("DATA command")
+            if failure:
+                await self.push(failure)
+                return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Server(self.handler, **self.SMTP_kwargs)
 
 
 @dataclass(frozen=True)
@@ -702,7 +721,7 @@ class SmtpSink:
         kwargs: dict[str, Any] = {}
         if username is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
-        self._controller = Controller(
+        self._controller = _Controller(
             _Handler(self), hostname=self.host, port=self.port, ready_timeout=10.0, **kwargs
         )
 
@@ -781,7 +800,7 @@ class SmtpSink:
 
         ``stage="DATA"`` (default) fails whole messages after the envelope was accepted;
         ``"MAIL"`` fails at MAIL FROM; ``"RCPT"`` fails the next *n* RCPT TO commands, i.e.
-        recipients.  A 4xx code is a temporary failure, 5xx permanent.  Failures queue up in
+        recipients; ``"DATA command"`` answers the DATA command itself instead of 354.  A 4xx code is a temporary failure, 5xx permanent.  Failures queue up in
         order and are consumed by the first matching command.
         """
         if not 400 <= code <= 599:

@@ -179,6 +179,9 @@ def test_a_body_that_gets_no_answer_fails_as_in_sendmail(smtp_sink: SmtpSink, fa
         ("RCPT", 550, aiosmtplib.SMTPRecipientsRefused),
         ("DATA", 451, aiosmtplib.SMTPDataError),
         ("DATA", 554, aiosmtplib.SMTPDataError),
+        # A refused DATA command leaves the connection open for the RSET, also on 421.
+        ("DATA command", 451, aiosmtplib.SMTPDataError),
+        ("DATA command", 421, aiosmtplib.SMTPDataError),
     ],
 )
 def test_failures_raise_what_sendmail_raises(

@@ -98,14 +98,18 @@ def wire_form(raw: bytes) -> bytes | None:
 
 
 async def _data(client: aiosmtplib.SMTP, data: bytes) -> None:
-    """DATA, then the prepared bytes: `SMTP.data` without its regex passes."""
-    response = await client.execute_command(b"DATA")
-    if response.code != SMTPStatus.start_input:
-        raise SMTPDataError(response.code, response.message)
+    """DATA, then the prepared bytes: `SMTP.data` without its regex passes.
+
+    Both go to the protocol, as in `SMTP.data`: a refused DATA (a 421 too) leaves the
+    connection open for the caller's RSET, and only a lost or silent one is closed.
+    """
     protocol = client.protocol
     if protocol is None:
         raise SMTPServerDisconnected("Connection lost")
     try:
+        response = await protocol.execute_command(b"DATA", timeout=client.timeout)
+        if response.code != SMTPStatus.start_input:
+            raise SMTPDataError(response.code, response.message)
         # No await between writing and reading: the answer cannot arrive unexpected.
         protocol.write(data)
         response = await protocol.read_response(timeout=client.timeout)
