@@ -570,7 +570,8 @@ class Pipeline:
 
 
 def batches_of(uids: Sequence[int], size: int) -> list[Sequence[int]]:
-    """The new mails in batches of `size`, in a backlog the first two shorter: 10, 25, 50, ….
+    """The new mails in batches of `size`, but in a backlog the first two of a fifth and a
+    half of it (at least one mail): 10, 25, 50, 50, … for the default 50.
 
     The replies of a batch reach the sender when its transaction commits, and in a rush the
     sender, one SMTP round trip after the other, is the longest chain of the run: it still
@@ -586,7 +587,7 @@ def batches_of(uids: Sequence[int], size: int) -> list[Sequence[int]]:
     batches = [uids[:first], uids[first : first + second]]
     start = first + second
     batches += [uids[i : i + size] for i in range(start, len(uids), size)]
-    return [batch for batch in batches if batch]
+    return batches
 
 
 @dataclass(frozen=True)

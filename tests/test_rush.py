@@ -299,15 +299,16 @@ with sending_alongside(config):
     assert_ends_with_its_parent(read_ahead, "read-ahead")
 
 
-@pytest.mark.parametrize("count", [0, 1, 49, 50, 51, 60, 100, 2000, 2043])
-def test_a_backlog_is_batched_with_two_short_batches_first(count: int) -> None:
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 50])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 49, 50, 51, 60, 100, 2000, 2043])
+def test_a_backlog_is_batched_with_two_short_batches_first(count: int, size: int) -> None:
     uids = list(range(1, count + 1))
-    batches = batches_of(uids, 50)
+    batches = batches_of(uids, size)
     assert [uid for batch in batches for uid in batch] == uids  # each once, in order
     sizes = [len(batch) for batch in batches]
-    assert all(0 < size <= 50 for size in sizes)
-    if count <= 50:
+    assert all(0 < n <= size for n in sizes)
+    if count <= size:
         assert sizes == ([count] if count else [])  # no backlog: one batch, as ever
     else:
-        assert sizes[:2] == [10, 25]
-        assert all(size == 50 for size in sizes[2:-1])
+        assert sizes[:2] == [max(1, size // 5), max(1, size // 2)]
+        assert all(n == size for n in sizes[2:-1])
