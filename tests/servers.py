@@ -800,8 +800,9 @@ class SmtpSink:
 
         ``stage="DATA"`` (default) fails whole messages after the envelope was accepted;
         ``"MAIL"`` fails at MAIL FROM; ``"RCPT"`` fails the next *n* RCPT TO commands, i.e.
-        recipients; ``"DATA command"`` answers the DATA command itself instead of 354.  A 4xx code is a temporary failure, 5xx permanent.  Failures queue up in
-        order and are consumed by the first matching command.
+        recipients; ``"DATA command"`` answers the DATA command itself instead of 354.  A 4xx
+        code is a temporary failure, 5xx permanent.  Failures queue up in order and are
+        consumed by the first matching command.
         """
         if not 400 <= code <= 599:
             raise ValueError("code must be an SMTP error code (4xx or 5xx)")
