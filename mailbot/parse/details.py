@@ -32,18 +32,15 @@ _PARTICIPANT = Phrases(
     r"zuhörer\w*|gast\b|attendee\b)",
     _I,
 )
-_DIET = re.compile(
-    r"\b(vegetarisch\w*|vegetarian|vegan\w*|glutenfrei|gluten[- ]free|laktosefrei|lactose[- ]free|"
-    r"halal|koscher|kosher|pescetari\w*|allergi\w*|unverträglich\w*|nussallergie)\b",
-    _I,
+_DIET_TERMS = (
+    r"vegetarisch\w*|vegetarian|vegan\w*|glutenfrei|gluten[- ]free|laktosefrei|lactose[- ]free|"
+    r"halal|koscher|kosher|pescetari\w*|allergi\w*|unverträglich\w*|nussallergie"
 )
-# Every _DIET match begins with one of these: a sentence without them is not scanned by
-# _DIET, whose case-insensitive alternatives would be tried at every character.
-_DIET_WORDS = Phrases(
-    r"vegetari|vegan|glutenfrei|gluten|laktosefrei|lactose|halal|koscher|kosher|pescetari|"
-    r"allergi|unverträglich|nussallergie",
-    _I,
-)
+_DIET = re.compile(rf"\b({_DIET_TERMS})\b", _I)
+# The same terms without the word boundaries, as `Phrases`: it finds a sentence without any
+# of their words in one scan, where _DIET's case-insensitive alternatives would be tried at
+# every character. Only a sentence it finds something in is scanned by _DIET.
+_DIET_WORDS = Phrases(_DIET_TERMS, _I)
 # A form label before a remark ("Anmerkung: vegetarisch"), dropped before the remark is kept.
 _LABEL = re.compile(r"^[\w ./-]{1,40}:\s+")
 _ACCESS = Phrases(

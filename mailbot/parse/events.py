@@ -21,7 +21,8 @@ _ORDINALS = {
     "erste": 1, "first": 1, "1st": 1, "zweite": 2, "second": 2, "2nd": 2,
     "dritte": 3, "third": 3, "3rd": 3, "vierte": 4, "fourth": 4, "4th": 4,
 }  # fmt: skip
-_WORD_ORD = r"(?:erste|zweite|dritte|vierte)[nrsm]?|first|second|third|fourth|[1-4](?:st|nd|rd|th)"
+_ORDINAL_TERMS = r"(?:erste|zweite|dritte|vierte)[nrsm]?|first|second|third|fourth"
+_WORD_ORD = rf"{_ORDINAL_TERMS}|[1-4](?:st|nd|rd|th)"
 _ONE = rf"(?:[1-9]\s*\.(?!\s*\d)|{_WORD_ORD})"
 _JOIN = r"\s*(?:,|und|oder|sowie|bzw\.?|and|or|&|/|\+)\s*(?:(?:die|der|den|zur|zum|the|auch)\s+)?"
 _NOUN = r"(?:werkst[aä]tt|workshop|termin|veranstaltung|session|lab\b|labor)"
@@ -68,7 +69,7 @@ def _numbers(span: str) -> list[int]:
 # character class and `Phrases` skip ahead in C (tests/test_parse_phrases.py compares them).
 _NUMBERED = re.compile(rf"[1-9]|{_WORD_ORD}", _I)
 _ONE_TO_NINE = re.compile("[1-9]")  # digits have no case: the same as under IGNORECASE
-_ORDINAL_WORD = Phrases(r"erste|zweite|dritte|vierte|first|second|third|fourth", _I)
+_ORDINAL_WORD = Phrases(_ORDINAL_TERMS, _I)  # "1st" and the like hold a digit
 # The list patterns before and after a number need one of these nouns; _ELLIPTIC needs a
 # digit after a space and before a dot; _LIST_COMMA a number before a comma.
 _NOUNS = Phrases(_NOUN, _I)
