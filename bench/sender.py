@@ -12,9 +12,10 @@ database and sends them to an aiosmtpd sink on loopback, alternately
 
 each in its own process, and prints for each the wall and CPU time of the sending alone
 (after imports and queueing) and how long the sender spent between the end of one mail
-transaction (`sendmail`, `deliver`) and the start of the next. Round 6 found the outbox rows with the reply bytes in
-them costing the sender 0.66 s of such gaps per 2,000 replies; 0.46 s with the bytes in a
-table of their own. A benchmark, not a test: it prints, nothing fails.
+transaction (`sendmail`, `deliver`) and the start of the next. Round 6 found the outbox rows
+with the reply bytes in them costing the sender 0.66 s of such gaps per 2,000 replies;
+0.46 s with the bytes in a table of their own. A benchmark, not a test: it prints, nothing
+fails.
 """
 
 from __future__ import annotations
