@@ -4,8 +4,8 @@
 second for one `mailbot poll --once`: the cores busy on the whole machine, the CPU of the poll
 and its two helpers (`mailbot-read`, `mailbot-send`), and the replies at the sink so far. It
 is how round 4 found the poll's start-up running on one core while the other waited, and
-the end of a rush where the last replies go out while one core idles (README,
-"Performance"). The sampling costs some CPU itself: read the shape, not the total.
+the end of a rush where the last replies go out while one core idles (docs/performance.md,
+rounds 4 and 7). The sampling costs some CPU itself: read the shape, not the total.
 """
 
 from __future__ import annotations
