@@ -256,9 +256,26 @@ class Config(_Strict):
 
     @property
     def current_event(self) -> EventSettings:
-        """The event a mail means when it names none: the first real (non-placeholder) one."""
-        real = [e for e in self.events if not e.placeholder]
-        return min(real or self.events, key=lambda e: e.start)
+        """The event to show when no time is given (previews, `mailbot parse`): the first real
+        (non-placeholder) one."""
+        return self.current_event_at(None)
+
+    def current_event_at(self, moment: datetime | None) -> EventSettings:
+        """The event a mail means when it names none, by when it arrived: the first real
+        (non-placeholder) event that had not ended by then.
+
+        In a series, "ich melde mich an" written after the 2nd workshop is over means the
+        next one, not a late registration for the one that is past. Before an event ends it
+        stays the one meant, even past its deadline: that mail gets "deadline passed", not a
+        seat at a later workshop nobody asked for. After the last real event it is still the
+        last one, whose answer says the deadline has passed.
+        """
+        real = sorted((e for e in self.events if not e.placeholder), key=lambda e: e.start)
+        if not real:
+            return min(self.events, key=lambda e: e.start)
+        if moment is None:
+            return real[0]
+        return next((e for e in real if e.end > moment), real[-1])
 
     @property
     def base_dir(self) -> Path:

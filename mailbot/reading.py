@@ -44,13 +44,14 @@ class Reading:
     forwarded_by: str | None
 
 
-def parse_for(config: Config, raw: bytes) -> ParsedMail:
-    """`parse_mail` with what the config knows: the events and our own addresses."""
+def parse_for(config: Config, raw: bytes, arrival: datetime | None = None) -> ParsedMail:
+    """`parse_mail` with what the config knows: the events and our own addresses, and the
+    event a mail that names none means when it arrived (`Config.current_event_at`)."""
     from mailbot.parse import parse_mail  # not the poll's import (mailbot/helpers.py)
 
     return parse_mail(
         raw,
-        default_event=config.current_event.number,
+        default_event=config.current_event_at(arrival).number,
         known_events=[e.number for e in config.events],
         own_addresses=config.own_addresses,
     )
@@ -72,7 +73,7 @@ def dedupe_key(parsed: ParsedMail, raw: bytes) -> str:
 
 
 def read_mail(config: Config, mail: FetchedMail, oversized: bool) -> Reading:
-    parsed = parse_for(config, mail.raw)
+    parsed = parse_for(config, mail.raw, mail.arrival)
     key = dedupe_key(parsed, mail.raw)
     if oversized:
         return Reading(parsed, f"{key}#size{mail.size}", mail.arrival, None)
@@ -81,10 +82,11 @@ def read_mail(config: Config, mail: FetchedMail, oversized: bool) -> Reading:
         if forwarded is not None:
             # An organiser forwarded a participant's mail: it is the participant we answer,
             # and the original date is the one that counts for the deadline.
+            arrival = forwarded.arrival or mail.arrival
             return Reading(
-                parse_for(config, forwarded.raw),
+                parse_for(config, forwarded.raw, arrival),
                 key,
-                forwarded.arrival or mail.arrival,
+                arrival,
                 parsed.headers.from_address,
             )
     return Reading(parsed, key, mail.arrival, None)

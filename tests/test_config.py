@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,22 @@ def test_loading_the_config_imports_no_sqlalchemy(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_mail_naming_no_workshop_means_the_next_real_one_not_yet_over(tmp_path: Path) -> None:
+    """Once the 3rd workshop is announced and the 2nd is over, "ich melde mich an" means the
+    3rd; before the 2nd ends (even past its deadline) it means the 2nd."""
+    data = shipped_config_data()
+    data["events"][2]["placeholder"] = False
+    config = parse_config(data, tmp_path / "config.toml")
+    second, third = config.event_by_number(2), config.event_by_number(3)
+    assert second is not None and third is not None
+    assert config.current_event_at(second.deadline + timedelta(days=1)).number == 2
+    assert config.current_event_at(second.end - timedelta(minutes=1)).number == 2
+    assert config.current_event_at(second.end).number == 3
+    assert config.current_event_at(third.end + timedelta(days=1)).number == 3  # the last real
+    assert config.current_event_at(None).number == 2
+    assert config.current_event.number == 2
+    # Placeholders are never the default: with the 3rd a placeholder, the 2nd stays it.
+    shipped = parse_config(shipped_config_data(), tmp_path / "config.toml")
+    assert shipped.current_event_at(third.end + timedelta(days=1)).number == 2

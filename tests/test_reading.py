@@ -246,3 +246,28 @@ reader.close()
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "True"]
+
+
+def test_a_mail_naming_no_workshop_is_read_for_the_one_not_over_at_its_arrival(
+    tmp_path: Path,
+) -> None:
+    """With the 3rd workshop announced, a plain "ich melde mich an" after the 2nd is over
+    means the 3rd (Config.current_event_at); before, the 2nd."""
+    shipped = make_config(tmp_path)
+    events = [e.model_copy(update={"placeholder": e.number not in (2, 3)}) for e in shipped.events]
+    config = shipped.model_copy(update={"events": events})
+    second = config.event_by_number(2)
+    assert second is not None
+    raw = mail(
+        "Hallo,\n\nhiermit melde ich mich für die Werkstatt an.\n\n"
+        "Name: Erika Mustermann\nE-Mail: erika.mustermann@example.org\n",
+        subject="Anmeldung",
+    )
+    read = read_inline(
+        config,
+        [
+            (FetchedMail(1, raw, JAN, len(raw)), False),
+            (FetchedMail(2, raw, second.end + timedelta(days=1), len(raw)), False),
+        ],
+    )
+    assert [r.parsed.events for r in read] == [[2], [3]]

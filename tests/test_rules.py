@@ -246,3 +246,22 @@ def test_event_state_bookkeeping_matches_a_recount(config: Config) -> None:
         assert state.next_seq() == max(s.seq for s in seats) + 1
     copy = EventState(state.event, dict(state.seats))  # built from seats: the same answers
     assert copy.waitlist() == state.waitlist() and copy.confirmed() == state.confirmed()
+
+
+def test_a_mail_naming_no_workshop_is_judged_for_the_next_one_not_yet_over(
+    tmp_path: Path,
+) -> None:
+    """The rules' fallback for a mail without event numbers follows the arrival too."""
+    shipped = make_config(tmp_path, capacity=2)
+    events = [e.model_copy(update={"placeholder": e.number not in (2, 3)}) for e in shipped.events]
+    config = shipped.model_copy(update={"events": events})  # the 3rd and 4th announced
+    second = config.event_by_number(2)
+    assert second is not None
+    judged = [
+        decide(registration(f"p{i}@example.org", events=[]), at, config, states_for(config))
+        for i, at in enumerate((second.end - timedelta(hours=1), second.end + timedelta(days=1)))
+    ]
+    assert [[(o.event_id, o.outcome) for o in d.outcomes] for d in judged] == [
+        [("werkstatt-2", Outcome.LATE)],
+        [("werkstatt-3", Outcome.CONFIRMED)],
+    ]

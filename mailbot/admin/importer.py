@@ -110,7 +110,7 @@ def import_mails(
     # One pseudo-folder per run keeps (folder, UIDVALIDITY, UID) unique across imports.
     folder = f"import:{clock().isoformat()}:{path.resolve()}"[:255]
     for done, mail in enumerate(_with_progress(mails, progress), 1):
-        parsed = parse_for(config, mail.raw)
+        parsed = parse_for(config, mail.raw, mail.arrival)
         if (parsed.headers.from_address or "") in config.own_addresses:
             report.ours += 1
             continue

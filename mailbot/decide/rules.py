@@ -172,7 +172,7 @@ def decide(
         return silent
     if parsed.intent is Intent.QUESTION:
         return Decision(Route.REVIEW, "question for the organisers", ReplyKind.QUESTION_RECEIVED)
-    events, unknown = _events_of(parsed, config)
+    events, unknown = _events_of(parsed, arrival, config)
     missing = _missing_fields(parsed)
     if unknown:
         missing.append("event")
@@ -251,8 +251,10 @@ def _silence_reason(parsed: ParsedMail, config: Config) -> Decision | None:
     return None
 
 
-def _events_of(parsed: ParsedMail, config: Config) -> tuple[list[EventSettings], list[int]]:
-    numbers = parsed.events or [config.current_event.number]
+def _events_of(
+    parsed: ParsedMail, arrival: datetime, config: Config
+) -> tuple[list[EventSettings], list[int]]:
+    numbers = parsed.events or [config.current_event_at(arrival).number]
     known = [e for n in numbers if (e := config.event_by_number(n)) is not None]
     unknown = [n for n in numbers if config.event_by_number(n) is None]
     return known, unknown
