@@ -198,7 +198,8 @@ class Pipeline:
                 log.warning("could not move %d handled mails yet: %s", len(pending), exc)
             uids = inbox.new_uids(last_uid)
             too_big = inbox.larger_than(uids, imap.max_message_bytes)
-            batches = batches_of(uids, imap.batch_size)
+            large = inbox.larger_than(uids, ALONE_BYTES) - too_big if len(uids) > 1 else set()
+            batches = batches_of(uids, imap.batch_size, alone=large)
             helpers = self._helpers_for(len(batches))
             if read_ahead is not None and not helpers:
                 read_ahead.close(wait=False)
@@ -569,9 +570,21 @@ class Pipeline:
         )
 
 
-def batches_of(uids: Sequence[int], size: int) -> list[Sequence[int]]:
+# A mail this large (an attachment, mostly) is fetched in a batch of its own.
+ALONE_BYTES = 1 << 20
+
+
+def batches_of(
+    uids: Sequence[int], size: int, alone: Collection[int] = frozenset()
+) -> list[Sequence[int]]:
     """The new mails in batches of `size`, but in a backlog the first two of a fifth and a
-    half of it (at least one mail): 10, 25, 50, 50, … for the default 50.
+    half of it (at least one mail): 10, 25, 50, 50, … for the default 50. The mails in
+    `alone` (over ALONE_BYTES) form batches of one, in their place in the order.
+
+    A batch is held in memory whole, twice while the read-ahead has the next one, so its
+    bytes are bounded, not only its count: fifty registrations with a 20 MB programme
+    attached each would be a gigabyte. With the large ones alone, a batch holds at most
+    `size` mails under a MiB each, plus one mail up to `max_message_bytes` at a time.
 
     The replies of a batch reach the sender when its transaction commits, and in a rush the
     sender, one SMTP round trip after the other, is the longest chain of the run: it still
@@ -582,12 +595,29 @@ def batches_of(uids: Sequence[int], size: int) -> list[Sequence[int]]:
     stays one.
     """
     if len(uids) <= size:
-        return [uids] if uids else []
-    first, second = max(1, size // 5), max(1, size // 2)
-    batches = [uids[:first], uids[first : first + second]]
-    start = first + second
-    batches += [uids[i : i + size] for i in range(start, len(uids), size)]
-    return batches
+        batches = [uids] if uids else []
+    else:
+        first, second = max(1, size // 5), max(1, size // 2)
+        batches = [uids[:first], uids[first : first + second]]
+        start = first + second
+        batches += [uids[i : i + size] for i in range(start, len(uids), size)]
+    return _each_alone(batches, alone) if alone else batches
+
+
+def _each_alone(batches: list[Sequence[int]], alone: Collection[int]) -> list[Sequence[int]]:
+    """`batches` with every uid of `alone` cut out into a batch of its own, order kept."""
+    out: list[Sequence[int]] = []
+    for batch in batches:
+        run: list[int] = []
+        for uid in batch:
+            if uid in alone:
+                out += [run, [uid]] if run else [[uid]]
+                run = []
+            else:
+                run.append(uid)
+        if run:
+            out.append(run)
+    return out
 
 
 @dataclass(frozen=True)

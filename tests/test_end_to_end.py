@@ -6,10 +6,13 @@ SMTP server received, what the database says and where the mails are in the IMAP
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,8 @@ from helpers import (
 from servers import Dovecot, SmtpSink
 
 from mailbot.config import Config
+from mailbot.inbox.imap import FetchedMail, ImapInbox
+from mailbot.pipeline import ALONE_BYTES
 from mailbot.store.schema import messages, outbox
 
 
@@ -390,6 +395,45 @@ def test_mail_over_the_size_limit_goes_to_review_unread(
     assert "too large to read" in report.mails[0].outcome
     assert dovecot.flags(config.imap.review_folder) == {1: set()}  # unread, for a human
     assert [r.rcpt_tos for r in smtp_sink.received] == [["bernd.brandt@example.org"]]
+
+
+def test_a_large_mail_is_fetched_in_a_batch_of_its_own(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is held in memory whole: a mail over ALONE_BYTES (a registration with a big
+    attachment) is fetched alone, and first come stays first served across the cut."""
+    config = server_config(tmp_path, dovecot, smtp_sink, capacity=1)
+    fetched: list[list[int]] = []
+    real_fetch = ImapInbox.fetch
+
+    def recording_fetch(self: ImapInbox, uids: Sequence[int]) -> list[FetchedMail]:
+        fetched.append(list(uids))
+        return real_fetch(self, uids)
+
+    monkeypatch.setattr(ImapInbox, "fetch", recording_fetch)
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    message = EmailMessage()
+    message["From"] = "Bernd Brandt <bernd.brandt@example.org>"
+    message["To"] = config.organiser.address
+    message["Subject"] = "Anmeldung 2. Werkstatt"
+    message.set_content(form("Bernd Brandt", "bernd.brandt@example.org"))
+    message.add_attachment(
+        os.urandom(ALONE_BYTES), maintype="application", subtype="pdf", filename="cv.pdf"
+    )
+    dovecot.append(message.as_bytes(), JAN + timedelta(minutes=1))
+    register(dovecot, "Clara Colditz", "clara.colditz@example.org", JAN + timedelta(minutes=2))
+    report = run_cycle(config)
+    assert [m for m in fetched if m] == [[1], [2], [3]]
+    assert [(m.sender, m.state) for m in report.mails] == [
+        ("anna.arndt@example.org", "done"),
+        ("bernd.brandt@example.org", "done"),
+        ("clara.colditz@example.org", "done"),
+    ]
+    assert statuses(config) == {
+        "anna.arndt@example.org": "confirmed",
+        "bernd.brandt@example.org": "waitlisted",
+        "clara.colditz@example.org": "waitlisted",
+    }
 
 
 def test_size_limit_is_the_servers_size_to_the_byte(

@@ -312,3 +312,17 @@ def test_a_backlog_is_batched_with_two_short_batches_first(count: int, size: int
     else:
         assert sizes[:2] == [max(1, size // 5), max(1, size // 2)]
         assert all(n == size for n in sizes[2:-1])
+
+
+@pytest.mark.parametrize(
+    ("count", "alone"),
+    [(1, {1}), (3, {2}), (3, {1, 3}), (5, {1, 2, 3, 4, 5}), (60, {1, 10, 11, 34, 60})],
+)
+def test_large_mails_are_batches_of_their_own(count: int, alone: set[int]) -> None:
+    uids = list(range(1, count + 1))
+    batches = batches_of(uids, 50, alone=alone)
+    assert [uid for batch in batches for uid in batch] == uids  # each once, in order
+    assert all(len(batch) == 1 for batch in batches if set(batch) & alone)
+    assert all(len(batch) > 0 for batch in batches)
+    plain = [batch for batch in batches_of(uids, 50) if not set(batch) & alone]
+    assert all(batch in batches for batch in plain)  # batches without a large mail stay whole
