@@ -191,6 +191,98 @@ def test_resend_and_review(
     assert smtp_sink.message()["Message-ID"] == reply.message_id
 
 
+def test_review_name_alone_and_refusal_of_what_is_still_missing(
+    capsys: pytest.CaptureFixture[str],
+    config_file: Path,
+    config: Config,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+) -> None:
+    """`--name` alone corrects the parsed person; a correction that leaves the mail in review
+    is refused: the mail stays open and nobody is mailed again."""
+    dovecot.append(
+        mail(
+            "I'd like to register for the workshop on 22 February.",
+            sender="j.smith@example.net",
+            subject="Registration",
+        ),
+        JAN,
+    )
+    run_cycle(config)
+    (row,) = db_rows(config, messages)
+    replies = len(db_rows(config, outbox))
+    assert replies == 1  # the "what is your name?" reply
+
+    for correction in (["--accept"], ["--organisation", "Stadt Dortmund"]):
+        code, out = run(capsys, config_file, "review", str(row.id), *correction)
+        assert code == 1 and "still missing: name" in out and "--name" in out, out
+        assert len(db_rows(config, outbox)) == replies  # no second "what is your name?"
+        (still,) = db_rows(config, messages)
+        assert still.resolved_at is None and still.resolution is None
+        assert statuses(config) == {}
+    code, out = run(capsys, config_file, "review")
+    assert "1 mails in review" in out
+
+    code, out = run(capsys, config_file, "review", str(row.id), "--name", "John Smith")
+    assert code == 0 and "j.smith@example.net: confirmed" in out, out
+    assert statuses(config) == {"j.smith@example.net": "confirmed"}
+    assert [r.purpose for r in db_rows(config, outbox)] == ["reply:missing_data", "reply:outcomes"]
+    assert "John Smith" in smtp_sink.message().get_body(("plain",)).get_content()
+    code, out = run(capsys, config_file, "review")
+    assert "0 mails in review" in out
+
+
+def test_review_name_alone_needs_one_parsed_address(
+    capsys: pytest.CaptureFixture[str], config_file: Path, config: Config
+) -> None:
+    """Without --email, --name corrects the one parsed person; no address or two people: refused."""
+    from mailbot.models import Intent, MailHeaders, ParsedMail, Participant
+    from mailbot.registrar import MailPlace, Registrar
+    from mailbot.store.db import Store
+
+    store = Store(config.database_url)
+    registrar = Registrar(config, store, lambda: JAN)
+    rows = []
+    for n, people in enumerate(
+        (
+            [],
+            [Participant(email="a@example.org"), Participant(email="b@example.org")],
+        )
+    ):
+        parsed = ParsedMail(
+            intent=Intent.REGISTER,
+            events=[2],
+            participants=people,
+            headers=MailHeaders(from_address="office@example.org", subject="Anmeldung"),
+        )
+        with store.transaction() as conn:
+            rows.append(
+                registrar.settle_mail(conn, parsed, JAN, MailPlace("INBOX", 1, n, f"k{n}"))[0]
+            )
+    store.close()
+    replies = len(db_rows(config, outbox))
+
+    code, out = run(capsys, config_file, "review", str(rows[0]), "--name", "Anna Arndt")
+    assert code == 1 and "names no e-mail address; give --email" in out, out
+    code, out = run(capsys, config_file, "review", str(rows[1]), "--name", "Anna Arndt")
+    assert code == 1 and "names 2 people; give --email" in out, out
+    assert len(db_rows(config, outbox)) == replies
+    code, out = run(capsys, config_file, "review")
+    assert "2 mails in review" in out
+
+    code, out = run(
+        capsys,
+        config_file,
+        "review",
+        str(rows[0]),
+        "--name",
+        "Anna Arndt",
+        "--email",
+        "a@example.org",
+    )
+    assert code == 0 and "a@example.org: confirmed" in out, out
+
+
 def test_import_mbox_keeps_order_and_skips_answered(
     capsys: pytest.CaptureFixture[str],
     config_file: Path,

@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from mailbot.admin.errors import AdminError
 from mailbot.config import Config, EventSettings
-from mailbot.decide.rules import Decision, Outcome, Status
+from mailbot.decide.rules import Decision, Outcome, Route, Status
 from mailbot.models import Intent, MailHeaders, ParsedMail, Participant, Role
 from mailbot.registrar import Registrar
 from mailbot.reply.compose import promotion_request
@@ -31,6 +31,23 @@ class PersonInput:
     organisation: str | None = None
 
 
+@dataclass(frozen=True)
+class PersonCorrection:
+    """What `mailbot review` corrects about the person a mail is about; None keeps the parsed value.
+
+    Every field is optional: `--name` alone must fix a mail that only lacks the name, without
+    the admin having to type the address the mail already gave.
+    """
+
+    email: str | None = None
+    name: str | None = None
+    organisation: str | None = None
+
+
+# The `mailbot review` option that supplies each field the rules can find missing.
+_FLAG_OF_MISSING = {"name": "--name", "email": "--email", "event": "--event"}
+
+
 def find_event(config: Config, reference: str) -> EventSettings:
     """An event by id ("werkstatt-2") or by number ("2")."""
     event = config.event_by_id(reference)
@@ -40,6 +57,14 @@ def find_event(config: Config, reference: str) -> EventSettings:
         known = ", ".join(f"{e.id} ({e.number})" for e in config.events)
         raise AdminError(f"unknown event {reference!r}; known: {known}")
     return event
+
+
+def _address(text: str) -> str:
+    """An address typed by an admin, lower-cased like the parser does; a typo is refused."""
+    email = text.strip().lower()
+    if "@" not in email or any(c.isspace() for c in email):
+        raise AdminError(f"{text!r} is not an e-mail address")
+    return email
 
 
 def _request(
@@ -52,9 +77,7 @@ def _request(
     notes: str | None = None,
     language: str = "de",
 ) -> ParsedMail:
-    email = person.email.strip().lower()
-    if "@" not in email or any(c.isspace() for c in email):
-        raise AdminError(f"{person.email!r} is not an e-mail address")
+    email = _address(person.email)
     return ParsedMail(
         intent=intent,
         language=language,
@@ -188,11 +211,16 @@ def resolve_review(
     *,
     dismiss: bool = False,
     intent: str | None = None,
-    person: PersonInput | None = None,
+    person: PersonCorrection | None = None,
     events: list[EventSettings] | None = None,
     reply: bool = True,
 ) -> Decision | None:
-    """Settle a mail in review: dismiss it, or apply its parsed (or corrected) fields."""
+    """Settle a mail in review: dismiss it, or apply its parsed (or corrected) fields.
+
+    Applying is refused (AdminError, nothing written, nothing queued) when the rules would
+    still send the mail to review, e.g. `--accept` on a mail that lacks the name: settling it
+    then would mark it done without a registration and ask the person a second time.
+    """
     from mailbot.admin.queries import message_row
 
     now = clock()
@@ -217,14 +245,7 @@ def resolve_review(
     if events:
         changes["events"] = [e.number for e in events]
     if person is not None:
-        old = parsed.participants[0] if parsed.participants else None
-        changes["participants"] = [
-            Participant(
-                email=person.email.strip().lower(),
-                name=person.name or (old.name if old else None),
-                organisation=person.organisation or (old.organisation if old else None),
-            )
-        ]
+        changes["participants"] = [_corrected_person(parsed, person, row_id)]
     parsed = parsed.model_copy(update=changes)
     # The reviewer vouches for the mail: header-based silence no longer applies.
     parsed = parsed.model_copy(
@@ -233,6 +254,8 @@ def resolve_review(
     registrar = Registrar(config, store, clock)
     with store.transaction() as conn:
         decision, states = registrar.decide(conn, parsed, row.arrival)
+        if decision.route is Route.REVIEW:
+            raise AdminError(_still_in_review(row_id, decision))
         if not reply:
             decision.reply = None
         registrar.apply(
@@ -249,3 +272,42 @@ def resolve_review(
             )
         )
     return decision
+
+
+def _corrected_person(parsed: ParsedMail, person: PersonCorrection, row_id: int) -> Participant:
+    """The one person the mail is about once `--email/--name/--organisation` are applied.
+
+    Without `--email` the parsed address stays; it must then be clear whose name is corrected,
+    so a mail naming no address, or several people, asks for `--email`.
+    """
+    old = parsed.participants[0] if parsed.participants else None
+    if person.email:
+        email = _address(person.email)
+    elif len(parsed.participants) > 1:
+        raise AdminError(
+            f"mail {row_id} names {len(parsed.participants)} people; "
+            "give --email to say whom the correction is for"
+        )
+    elif old is None:
+        raise AdminError(f"mail {row_id} names no e-mail address; give --email as well")
+    else:
+        email = old.email
+    return Participant(
+        email=email,
+        name=person.name or (old.name if old else None),
+        organisation=person.organisation or (old.organisation if old else None),
+    )
+
+
+def _still_in_review(row_id: int, decision: Decision) -> str:
+    """Why a mail cannot be settled yet, and which option would fix it."""
+    if decision.missing:
+        flags = "/".join(_FLAG_OF_MISSING.get(field, field) for field in decision.missing)
+        return (
+            f"mail {row_id} is still missing: {', '.join(decision.missing)}; give {flags}, "
+            "or close it with --dismiss (nothing was changed or sent)"
+        )
+    return (
+        f"mail {row_id} would still need review ({decision.reason}); correct it with "
+        "--email/--name/--event/--intent, or close it with --dismiss (nothing was changed or sent)"
+    )

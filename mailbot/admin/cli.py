@@ -209,7 +209,7 @@ def cmd_resend(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_review(args: argparse.Namespace, config: Config) -> int:
     from mailbot.admin import actions
-    from mailbot.admin.actions import PersonInput, find_event
+    from mailbot.admin.actions import PersonCorrection, find_event
     from mailbot.admin.queries import message_row, review_queue
 
     store = _store(config)
@@ -234,12 +234,12 @@ def cmd_review(args: argparse.Namespace, config: Config) -> int:
             )
             print(
                 f"\n{len(rows)} mails in review; `mailbot review ID --accept` applies the parsed "
-                "fields, `--dismiss` closes it, `--email/--name/--event/--intent` correct them"
+                "fields, `--dismiss` closes it, `--email/--name/--organisation/--event/--intent` "
+                "correct them"
             )
             return EXIT_OK
-        if not (
-            args.accept or args.dismiss or args.email or args.name or args.event or args.intent
-        ):
+        corrects_person = bool(args.email or args.name or args.organisation)
+        if not (args.accept or args.dismiss or corrects_person or args.event or args.intent):
             with store.transaction() as conn:
                 row = message_row(conn, args.id)
             if row is None:
@@ -248,7 +248,10 @@ def cmd_review(args: argparse.Namespace, config: Config) -> int:
             print(f"state {row.state}: {row.reason}")
             print(row.parsed_json or "(not parsed)")
             return EXIT_OK
-        person = PersonInput(args.email, args.name, args.organisation) if args.email else None
+        # Each of --email/--name/--organisation corrects alone; the others keep the parsed value.
+        person = (
+            PersonCorrection(args.email, args.name, args.organisation) if corrects_person else None
+        )
         events = [find_event(config, e) for e in args.event] if args.event else None
         decision = actions.resolve_review(
             config,
@@ -426,9 +429,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--accept", action="store_true", help="apply the parsed fields as they are")
     p.add_argument("--dismiss", action="store_true", help="close without any action or reply")
     p.add_argument("--intent", choices=("register", "cancel", "update"))
-    p.add_argument("--email")
-    p.add_argument("--name")
-    p.add_argument("--organisation")
+    p.add_argument("--email", help="correct the address (the parsed name stays unless --name)")
+    p.add_argument("--name", help="correct the name (the parsed address stays unless --email)")
+    p.add_argument("--organisation", help="correct the organisation")
     p.add_argument("--event", action="append", help="event id or number (repeatable)")
     p.add_argument("--no-reply", action="store_true")
 
