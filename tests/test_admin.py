@@ -116,6 +116,22 @@ def test_phone_registration_cancel_and_move_up(
     assert code == 1 and "unknown event '9'" in out
 
 
+def test_refused_cancel_and_add_queue_no_mail(
+    capsys: pytest.CaptureFixture[str], config_file: Path, config: Config, smtp_sink: SmtpSink
+) -> None:
+    """An admin command that ends in an error leaves nothing queued for the next poll to send."""
+    code, out = run(capsys, config_file, "cancel", "nobdy@example.org", "2", "--notify")
+    assert code == 1 and "no active registration" in out, out
+    code, out = run(
+        capsys, config_file, "add", "--event", "2", "--email", "x@example.org", "--name", " "
+    )
+    assert code == 1 and "not registered: missing name" in out, out
+    assert db_rows(config, outbox) == [] and db_rows(config, messages) == []
+    assert statuses(config) == {}
+    run_cycle(config)
+    assert smtp_sink.received == []
+
+
 def test_export_csv_and_xlsx(
     capsys: pytest.CaptureFixture[str], config_file: Path, tmp_path: Path
 ) -> None:

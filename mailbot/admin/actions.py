@@ -91,14 +91,37 @@ def _request(
 
 
 def _settle(
-    registrar: Registrar, parsed: ParsedMail, now: datetime, *, reply: bool, key: str
+    registrar: Registrar,
+    parsed: ParsedMail,
+    now: datetime,
+    *,
+    reply: bool,
+    key: str,
+    refuse: Callable[[Decision], str | None],
 ) -> Decision:
+    """Decide and apply in one transaction, unless `refuse` names a reason not to.
+
+    The refusal is raised inside the transaction, before anything is written: a command
+    that ends in an error must not leave a reply in the outbox for the next poll to send.
+    """
     with registrar.store.transaction() as conn:
         decision, states = registrar.decide(conn, parsed, now)
+        problem = refuse(decision)
+        if problem is not None:
+            raise AdminError(problem)
         if not reply:
             decision.reply = None
         registrar.apply(conn, decision, parsed, states, None, key)
     return decision
+
+
+def _unless_registered(decision: Decision) -> str | None:
+    """`mailbot add` registers or fails: a blank name must not ask the person for it by mail."""
+    if decision.route is Route.PROCESSED:
+        return None
+    if decision.missing:
+        return f"not registered: missing {', '.join(decision.missing)}"
+    return f"not registered: {decision.reason}"
 
 
 def add(
@@ -124,6 +147,7 @@ def add(
         clock(),
         reply=reply,
         key=f"admin:add:{uuid.uuid4()}",
+        refuse=_unless_registered,
     )
 
 
@@ -136,18 +160,26 @@ def cancel(
     *,
     notify: bool = False,
 ) -> Decision:
-    """Cancel a registration (a no-show, a phone call); the first person waiting moves up."""
+    """Cancel a registration (a no-show, a phone call); the first person waiting moves up.
+
+    Someone not registered (a typo, say) is refused before anything is queued: with
+    `--notify` the next poll would otherwise mail a stranger about a cancellation.
+    """
+
+    def not_registered(decision: Decision) -> str | None:
+        if any(o.outcome is Outcome.NOT_REGISTERED for o in decision.outcomes):
+            return f"{email} has no active registration for {event.id}"
+        return None
+
     parsed = _request(Intent.CANCEL, PersonInput(email), [event])
-    decision = _settle(
+    return _settle(
         Registrar(config, store, clock),
         parsed,
         clock(),
         reply=notify,
         key=f"admin:cancel:{uuid.uuid4()}",
+        refuse=not_registered,
     )
-    if decision.outcomes and decision.outcomes[0].outcome is Outcome.NOT_REGISTERED:
-        raise AdminError(f"{email} has no active registration for {event.id}")
-    return decision
 
 
 def move_up(

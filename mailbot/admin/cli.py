@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -159,11 +158,7 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
         language=args.language,
         reply=not args.no_reply,
     )
-    print(decision.summary)
-    if decision.missing:
-        print(f"not registered: missing {', '.join(decision.missing)}", file=sys.stderr)
-        store.close()
-        return EXIT_FAILURE
+    print(decision.summary)  # a missing field was refused in `actions.add`: nothing queued
     if not args.no_reply:
         print(_send_now(config, store))
     store.close()
