@@ -189,21 +189,38 @@ def cmd_demo(args: argparse.Namespace, config: Config | None) -> int:
     return run_demo(keep_running=args.keep_running, base_config=args.config)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _shared_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before the command name or after it.
+
+    The main parser carries the defaults; each command's copy has none (SUPPRESS), so a value
+    given before the command is not overwritten by the command's default, and of two values
+    the later one wins.
+    """
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument(
         "--config",
         type=Path,
-        default=DEFAULT_CONFIG_PATH,
+        default=DEFAULT_CONFIG_PATH if defaults else argparse.SUPPRESS,
         metavar="PATH",
         help="configuration file (default: ./config.toml)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    shared.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="debug logging",
+    )
+    return shared
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailbot",
         description="E-mail registration processor for small events.",
-        parents=[common],
+        parents=[_shared_options(defaults=True)],
     )
+    common = _shared_options(defaults=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(

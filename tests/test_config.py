@@ -110,6 +110,36 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not valid TOML" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [["status"], ["check"], ["review", "3"], ["parse", "a.eml"], ["demo"]]
+)
+def test_shared_options_work_before_and_after_the_command(command: list[str]) -> None:
+    """`mailbot --config X COMMAND` as `--help` shows it, `COMMAND --config X` as the README does."""
+    from mailbot.cli import build_parser
+    from mailbot.config import DEFAULT_CONFIG_PATH
+
+    parse = build_parser().parse_args
+    assert parse(command).config == DEFAULT_CONFIG_PATH and parse(command).verbose is False
+    assert parse(["--config", "/etc/a.toml", *command]).config == Path("/etc/a.toml")
+    assert parse([*command, "--config", "/etc/a.toml"]).config == Path("/etc/a.toml")
+    both = ["--config", "/etc/a.toml", *command, "--config", "/etc/b.toml"]
+    assert parse(both).config == Path("/etc/b.toml")  # the later one wins
+    assert parse(["-v", *command]).verbose is True
+    assert parse([*command, "--verbose"]).verbose is True
+
+
+def test_config_before_the_command_is_used(tmp_path: Path) -> None:
+    """No ./config.toml here: only the file given before the command can make `check` pass."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "mailbot", "--config", str(REPO / "config.toml"), "check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"{REPO / 'config.toml'}: OK")
+
+
 def test_broken_template_named_by_check(tmp_path: Path) -> None:
     templates = tmp_path / "templates" / "de" / "outcomes"
     templates.mkdir(parents=True)
