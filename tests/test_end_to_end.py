@@ -326,6 +326,67 @@ def test_raised_capacity_promotes_on_next_cycle(
     assert len(smtp_sink.received) == 3  # no second promotion mail
 
 
+def test_late_waitlisted_move_up_only_by_hand(
+    tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """`late_policy = "waitlist"`: a late registration is queued, and neither a cancellation
+    nor the promotion at the start of each cycle gives it a seat; `mailbot move-up` does."""
+    from mailbot.admin.actions import move_up
+    from mailbot.store.db import Store
+
+    config = server_config(tmp_path, dovecot, smtp_sink, capacity=1, late_policy="waitlist")
+    event = config.event_by_number(2)
+    assert event is not None
+    deadline = event.deadline
+    register(dovecot, "Anna Arndt", "anna.arndt@example.org", JAN)
+    register(dovecot, "Bernd Brandt", "bernd.brandt@example.org", JAN + timedelta(hours=1))
+    register(dovecot, "Larry Lang", "larry.lang@example.org", deadline + timedelta(hours=1))
+    cancellation = "Hiermit melde ich mich von der 2. Werkstatt ab, leider bin ich verhindert."
+    dovecot.append(
+        mail(f"{cancellation}\n\nAnna Arndt", sender="Anna Arndt <anna.arndt@example.org>"),
+        deadline + timedelta(hours=2),
+    )
+    before_the_workshop = lambda: deadline + timedelta(days=3)  # noqa: E731
+    run_cycle(config, before_the_workshop)
+    # Bernd (on time) moved up when Anna cancelled; Larry (late) stays queued.
+    assert statuses(config) == {
+        "anna.arndt@example.org": "cancelled",
+        "bernd.brandt@example.org": "confirmed",
+        "larry.lang@example.org": "waitlisted",
+    }
+    to_larry = [
+        i for i, r in enumerate(smtp_sink.received) if "larry.lang@example.org" in r.rcpt_tos
+    ]
+    assert len(to_larry) == 1
+    assert (
+        "Warteliste auf Platz 2"  # behind Bernd, who was still waiting then
+        in smtp_sink.message(to_larry[0]).get_body(("plain",)).get_content()
+    )
+
+    dovecot.append(
+        mail(f"{cancellation}\n\nBernd Brandt", sender="Bernd Brandt <bernd.brandt@example.org>"),
+        deadline + timedelta(days=1),
+    )
+    report = run_cycle(config, before_the_workshop)
+    assert report.promoted == 0 and "promoted" not in report.mails[0].outcome
+    report = run_cycle(config, before_the_workshop)  # the seat is free: still nobody moves up
+    assert report.promoted == 0
+    assert statuses(config)["larry.lang@example.org"] == "waitlisted"
+    assert sum("larry.lang@example.org" in r.rcpt_tos for r in smtp_sink.received) == 1
+    sent = len(smtp_sink.received)
+
+    store = Store(config.database_url)
+    try:
+        move_up(config, store, before_the_workshop, "larry.lang@example.org", event)
+    finally:
+        store.close()
+    run_cycle(config, before_the_workshop)
+    assert statuses(config)["larry.lang@example.org"] == "confirmed"
+    assert len(smtp_sink.received) == sent + 1
+    assert smtp_sink.received[-1].rcpt_tos == ["larry.lang@example.org"]
+    assert smtp_sink.message()["Subject"].startswith("Sie sind nachgerückt")
+
+
 def test_move_without_the_move_extension(config: Config, dovecot: Dovecot) -> None:
     from mailbot.inbox.imap import ImapInbox
 

@@ -99,6 +99,94 @@ def test_late_policy_waitlist(tmp_path: Path) -> None:
     assert outcomes(result) == [("b@example.org", Outcome.WAITLISTED)]
 
 
+def test_late_waitlisted_never_take_a_free_seat_by_themselves(tmp_path: Path) -> None:
+    """`late_policy = "waitlist"` queues a late registration; a free seat must not confirm it
+    on the next cycle (`promote_waiting` without event ids, as the pipeline calls it)."""
+    config = make_config(tmp_path, capacity=30, late_policy="waitlist")
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    states = states_for(config)
+    late = decide(registration("late@example.org"), deadline + timedelta(days=1), config, states)
+    assert [(o.outcome, o.position) for o in late.outcomes] == [(Outcome.WAITLISTED, 1)]
+    assert promote_waiting(states, now=deadline + timedelta(days=2)) == []
+    assert states["werkstatt-2"].seats["late@example.org"].status is Status.WAITLISTED
+    assert states["werkstatt-2"].free_seats() == 30
+
+
+def test_on_time_registration_is_not_held_back_by_late_ones(tmp_path: Path) -> None:
+    """An on-time mail decided after a late one (a mail resolved from review keeps its arrival)
+    takes a free seat at once: the late person ahead never moves up by itself, so waitlisting
+    the on-time one would only confirm it a cycle later."""
+    config = make_config(tmp_path, capacity=30, late_policy="waitlist")
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    states = states_for(config)
+    decide(registration("late@example.org"), deadline + timedelta(days=1), config, states)
+    on_time = decide(registration("early@example.org"), BEFORE, config, states)
+    assert outcomes(on_time) == [("early@example.org", Outcome.CONFIRMED)]
+    assert states["werkstatt-2"].waitlist() == ["late@example.org"]
+
+
+def test_cancellation_promotes_on_time_waiting_and_skips_late_ones(tmp_path: Path) -> None:
+    config = make_config(tmp_path, capacity=2, late_policy="waitlist")
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    states = states_for(config)
+    for i in range(4):  # p0, p1 confirmed; p2, p3 waiting, on time
+        decide(registration(f"p{i}@example.org"), BEFORE + timedelta(minutes=i), config, states)
+    for i in range(2):  # l0, l1 late, queued behind them
+        decide(registration(f"l{i}@example.org"), deadline + timedelta(hours=i + 1), config, states)
+    assert states["werkstatt-2"].waitlist() == [
+        "p2@example.org",
+        "p3@example.org",
+        "l0@example.org",
+        "l1@example.org",
+    ]
+    cancel_at = deadline + timedelta(days=1)
+    promoted = []
+    for who in ("p0", "p1", "p2"):
+        result = decide(
+            registration(f"{who}@example.org", intent=Intent.CANCEL), cancel_at, config, states
+        )
+        promoted.append([p.email for p in result.promotions])
+    # p2 and p3 move up in queue order; the third freed seat stays free for the organiser.
+    assert promoted == [["p2@example.org"], ["p3@example.org"], []]
+    assert states["werkstatt-2"].free_seats() == 1
+    assert promote_waiting(states, now=cancel_at) == []  # nor at the start of the next cycle
+    assert states["werkstatt-2"].waitlist() == ["l0@example.org", "l1@example.org"]
+
+
+def test_raised_capacity_promotes_on_time_ones_only(tmp_path: Path) -> None:
+    small = make_config(tmp_path, capacity=1, late_policy="waitlist")
+    deadline = small.event_by_number(2).deadline  # type: ignore[union-attr]
+    states = states_for(small)
+    decide(registration("p0@example.org"), BEFORE, small, states)
+    decide(registration("p1@example.org"), BEFORE + timedelta(hours=1), small, states)
+    decide(registration("late@example.org"), deadline + timedelta(hours=1), small, states)
+    bigger = make_config(tmp_path, capacity=5, late_policy="waitlist")
+    raised = {k: EventState(bigger.event_by_id(k), v.seats) for k, v in states.items()}  # type: ignore[arg-type]
+    assert [p.email for p in promote_waiting(raised)] == ["p1@example.org"]
+    assert raised["werkstatt-2"].waitlist() == ["late@example.org"]
+
+
+def test_first_promotable_is_the_first_on_time_entry_of_the_queue(config: Config) -> None:
+    """Checked against a recount with arrivals on both sides of the deadline."""
+    import random
+
+    from mailbot.decide.rules import Seat, is_late
+
+    event = config.events[0]
+    rng = random.Random(5)
+    state = EventState(event)
+    for step in range(1000):
+        arrival = event.deadline + timedelta(minutes=rng.randrange(-20, 20))
+        email = f"p{rng.randrange(30)}@example.org"
+        state.put(Seat(email, rng.choice(list(Status)), arrival, step + 1))
+        waiting = sorted(
+            (s for s in state.seats.values() if s.status is Status.WAITLISTED),
+            key=lambda s: (s.arrival, s.seq),
+        )
+        on_time = [s.email for s in waiting if not is_late(s.arrival, event)]
+        assert state.first_promotable() == (on_time[0] if on_time else None)
+
+
 def test_duplicate_takes_no_second_seat(config: Config) -> None:
     states = states_for(config)
     decide(registration("a@example.org"), BEFORE, config, states)

@@ -109,6 +109,21 @@ class EventState:
     def first_waiting(self) -> str | None:
         return self._queue[0][2] if self._queue else None
 
+    def first_promotable(self) -> str | None:
+        """The person a free seat goes to by itself: the head of the queue, unless it is late.
+
+        A late registration queued under `late_policy = "waitlist"` waits for the organiser
+        (`mailbot move-up`), never for a free seat. Its stored arrival is after the deadline,
+        so no new field is needed; and since the queue is ordered by arrival, every late entry
+        stands behind every on-time one: a late head means nobody left moves up by itself.
+        The deadline is read from the event as configured now, so an extended deadline lets
+        the entries it now covers move up again, in queue order.
+        """
+        if not self._queue:
+            return None
+        arrival, _seq, email = self._queue[0]
+        return None if is_late(arrival, self.event) else email
+
     def position(self, email: str) -> int:
         """1-based place on the waiting list."""
         seat = self.seats[email]
@@ -211,13 +226,15 @@ def promote_waiting(
     """Fill free seats from the head of each waiting list (after a cancellation or a capacity rise).
 
     Nobody is promoted into an event that has already begun: the mail would come too late.
+    Late registrations on the list stay where they are (`EventState.first_promotable`):
+    only the organiser moves them up, so `late_policy = "waitlist"` never confirms one by itself.
     """
     promoted: list[Promotion] = []
     for event_id in event_ids if event_ids is not None else list(states):
         state = states[event_id]
         if now is not None and state.event.start <= now:
             continue
-        while state.free_seats() > 0 and (email := state.first_waiting()) is not None:
+        while state.free_seats() > 0 and (email := state.first_promotable()) is not None:
             state.put(replace(state.seats[email], status=Status.CONFIRMED))
             promoted.append(Promotion(email, event_id))
     return promoted
@@ -289,9 +306,11 @@ def _register(
         state.put(Seat(person.email, Status.LATE, arrival, state.next_seq()))
         decision.outcomes.append(PersonOutcome(person, state.event.id, Outcome.LATE, Status.LATE))
         return
-    # Under the "waitlist" policy a late registration never takes a seat by itself:
-    # it queues, and the organiser (or a cancellation) decides.
-    if not late and state.free_seats() > 0 and state.first_waiting() is None:
+    # Under the "waitlist" policy a late registration never takes a seat by itself, neither
+    # now nor when one frees up later (`promote_waiting`): it queues, and the organiser decides.
+    # Late people already queued are no one an on-time registration would overtake: they
+    # never move up by themselves, so a free seat goes to the on-time person straight away.
+    if not late and state.free_seats() > 0 and state.first_promotable() is None:
         state.put(Seat(person.email, Status.CONFIRMED, arrival, state.next_seq()))
         decision.outcomes.append(
             PersonOutcome(person, state.event.id, Outcome.CONFIRMED, Status.CONFIRMED)
