@@ -358,10 +358,9 @@ def test_late_waitlisted_move_up_only_by_hand(
         i for i, r in enumerate(smtp_sink.received) if "larry.lang@example.org" in r.rcpt_tos
     ]
     assert len(to_larry) == 1
-    assert (
-        "Warteliste auf Platz 2"  # behind Bernd, who was still waiting then
-        in smtp_sink.message(to_larry[0]).get_body(("plain",)).get_content()
-    )
+    queued = smtp_sink.message(to_larry[0]).get_body(("plain",)).get_content()
+    assert "Warteliste auf Platz 2" in queued  # behind Bernd, who was still waiting then
+    assert "rücken nicht automatisch nach" in queued  # and told so
 
     dovecot.append(
         mail(f"{cancellation}\n\nBernd Brandt", sender="Bernd Brandt <bernd.brandt@example.org>"),

@@ -105,7 +105,7 @@ def test_every_sample_reply_parses_back(config: Config) -> None:
         # 7-bit clean on the wire: nothing for a relay to re-encode.
         raw = build_message(req, config, SAMPLE_NOW).as_bytes(policy=policy.SMTP)
         assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 78, label
-    assert count == 2 * (len(config.events) * len(Outcome) + 5)
+    assert count == 2 * (len(config.events) * len(Outcome) + 6)
 
 
 def test_confirmation_content_and_calendar_match_the_event(config: Config) -> None:
@@ -184,6 +184,20 @@ def test_waitlist_position_and_deadline_are_named(config: Config) -> None:
     assert "Warteliste auf Platz 3" in text_of(sent(request(Outcome.WAITLISTED), config))
     late = text_of(sent(request(Outcome.LATE, language="en"), config))
     assert "9 February 2018" in late
+
+
+def test_late_waiting_list_place_promises_no_automatic_move_up(config: Config) -> None:
+    """Under `late_policy = "waitlist"` a late place moves up only by the organiser's hand, so
+    its reply names the deadline instead of "fully booked, moves up automatically"."""
+    late_item = [ReplyItem(*ERIKA, "werkstatt-2", Outcome.WAITLISTED, 4, late=True)]
+    german = sent(request(Outcome.WAITLISTED, items=late_item), config)
+    for text in (text_of(german), html_of(german)):
+        assert "Anmeldeschluss" in text and "Warteliste auf Platz 4" in text
+        assert "nicht automatisch nach" in text and "ausgebucht" not in text
+    english = text_of(sent(request(Outcome.WAITLISTED, language="en", items=late_item), config))
+    assert "do not move up automatically" in english and "fully booked" not in english
+    on_time = text_of(sent(request(Outcome.WAITLISTED), config))
+    assert "ausgebucht" in on_time and "rückt die Warteliste automatisch nach" in on_time
 
 
 def test_placeholder_event_says_date_follows_and_has_no_calendar(config: Config) -> None:

@@ -106,7 +106,9 @@ def test_late_waitlisted_never_take_a_free_seat_by_themselves(tmp_path: Path) ->
     deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
     states = states_for(config)
     late = decide(registration("late@example.org"), deadline + timedelta(days=1), config, states)
-    assert [(o.outcome, o.position) for o in late.outcomes] == [(Outcome.WAITLISTED, 1)]
+    assert [(o.outcome, o.position, o.late) for o in late.outcomes] == [
+        (Outcome.WAITLISTED, 1, True)  # `late`: its reply promises no automatic move-up
+    ]
     assert promote_waiting(states, now=deadline + timedelta(days=2)) == []
     assert states["werkstatt-2"].seats["late@example.org"].status is Status.WAITLISTED
     assert states["werkstatt-2"].free_seats() == 30
@@ -122,6 +124,7 @@ def test_on_time_registration_is_not_held_back_by_late_ones(tmp_path: Path) -> N
     decide(registration("late@example.org"), deadline + timedelta(days=1), config, states)
     on_time = decide(registration("early@example.org"), BEFORE, config, states)
     assert outcomes(on_time) == [("early@example.org", Outcome.CONFIRMED)]
+    assert not on_time.outcomes[0].late
     assert states["werkstatt-2"].waitlist() == ["late@example.org"]
 
 

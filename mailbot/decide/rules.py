@@ -143,6 +143,9 @@ class PersonOutcome:
     outcome: Outcome
     status: Status | None
     position: int | None = None  # waiting-list position, 1-based
+    # Queued after the deadline (`late_policy = "waitlist"`): it never moves up by itself,
+    # so the reply must not promise that it will.
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,7 @@ def _register(
             Outcome.WAITLISTED,
             Status.WAITLISTED,
             state.position(person.email),
+            late,
         )
     )
 

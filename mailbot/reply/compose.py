@@ -41,7 +41,9 @@ def reply_for(decision: Decision, parsed: ParsedMail, config: Config) -> ReplyRe
         references=parsed.headers.references,
         greeting_name=_greeting_name(parsed),
         items=[
-            ReplyItem(o.participant.name, o.participant.email, o.event_id, o.outcome, o.position)
+            ReplyItem(
+                o.participant.name, o.participant.email, o.event_id, o.outcome, o.position, o.late
+            )
             for o in decision.outcomes
         ],
         missing=list(decision.missing),

@@ -58,6 +58,7 @@ class ReplyItem:
     event_id: str
     outcome: Outcome
     position: int | None = None
+    late: bool = False  # a late waiting-list place: it moves up only by the organiser's hand
 
 
 @dataclass
@@ -165,6 +166,7 @@ def reply_context(
             "who": who,
             "outcome": item.outcome.value,
             "position": item.position,
+            "late": item.late,
             "event": events[_known(config, item.event_id)],
             "seated": item.outcome.value in SEATED and item.position is None,
         }

@@ -48,6 +48,9 @@ def sample_request(
         if outcome is Outcome.PROMOTED:
             base.update(in_reply_to=None, references=(), original_subject="")
         return ReplyRequest(kind=ReplyKind.OUTCOMES, items=[item], **base)
+    if scenario == "late_waitlisted":
+        item = ReplyItem(name, email, event.id, Outcome.WAITLISTED, 1, late=True)
+        return ReplyRequest(kind=ReplyKind.OUTCOMES, items=[item], **base)
     if scenario == "several_people":
         other_name, other = SAMPLE_COLLEAGUE
         base["recipients"] = [(name, email), (other_name, other)]
