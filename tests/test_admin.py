@@ -132,6 +132,39 @@ def test_refused_cancel_and_add_queue_no_mail(
     assert smtp_sink.received == []
 
 
+def test_late_waiting_list_place_moves_up_only_by_hand(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """`late_policy = "waitlist"`: a late phone registration queues even with seats free, the
+    next cycle leaves it there, `list` marks it, and `move-up` gives it the seat."""
+    config_file = server_config_file(
+        tmp_path,
+        dovecot,
+        smtp_sink,
+        **{
+            'late_policy = "reject"': 'late_policy = "waitlist"',
+            "2018-02-22T": "2040-02-22T",  # the workshop is ahead ...
+            "2018-02-09T": "2020-02-09T",  # ... but its deadline has passed
+        },
+    )
+    config = load_config(config_file)
+    code, out = run(
+        capsys, config_file, "add", "--event", "2", "--email", "lena@example.org", "--name", "Lena"
+    )
+    assert code == 0 and "waitlisted #1" in out
+    assert run_cycle(config).promoted == 0
+    assert statuses(config) == {"lena@example.org": "waitlisted"}
+    code, out = run(capsys, config_file, "list", "2", "--waitlist")
+    assert code == 0 and "waitlisted (late)" in out and "1 person" in out
+    code, out = run(capsys, config_file, "status")
+    assert code == 0 and "0/30" in out
+
+    code, out = run(capsys, config_file, "move-up", "lena@example.org", "2")
+    assert code == 0 and statuses(config) == {"lena@example.org": "confirmed"}
+    assert smtp_sink.received[-1].rcpt_tos == ["lena@example.org"]
+    assert smtp_sink.message()["Subject"].startswith("Sie sind nachgerückt")
+
+
 def test_export_csv_and_xlsx(
     capsys: pytest.CaptureFixture[str], config_file: Path, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mailbot.admin.errors import AdminError
 from mailbot.admin.table import table
-from mailbot.config import Config
+from mailbot.config import Config, EventSettings
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -93,6 +93,16 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _shown_status(status: str, arrival: datetime, event: EventSettings) -> str:
+    """A late waiting-list place is marked: it never moves up by itself, the organiser
+    decides on it (`mailbot move-up`)."""
+    from mailbot.decide.rules import Status, is_late
+
+    if status == Status.WAITLISTED.value and is_late(arrival, event):
+        return f"{status} (late)"
+    return status
+
+
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
     from mailbot.admin.actions import find_event
     from mailbot.digest.collect import people
@@ -114,7 +124,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
                     r.name,
                     r.email,
                     r.organisation,
-                    r.status,
+                    _shown_status(r.status, r.arrival, event),
                     r.lunch,
                     r.role,
                     _local(config, r.arrival),
