@@ -288,6 +288,48 @@ def test_auto_submitted_no_is_fine() -> None:
     assert auto_reply_reason(msg) is None
 
 
+_REGISTRATION = (
+    "Guten Tag,\n\nhiermit melde ich mich zur 2. Werkstatt an.\n\n"
+    "Mit freundlichen Grüßen\nErika Musterfrau\n"
+)
+
+
+@pytest.mark.parametrize("value", ["no", "No", "no; reason=x", "no (human)", "(sent by hand) NO"])
+def test_auto_submitted_no_with_parameters_or_comments_is_a_person(value: str) -> None:
+    """RFC 3834: a keyword, then parameters after ";", comments anywhere. "no" in any of
+    these spellings is a person's mail: registered and answered, not left in the inbox."""
+    parsed = parse_mail(mail(_REGISTRATION, headers={"Auto-Submitted": value}))
+    assert parsed.headers.no_reply_reason is None
+    assert parsed.intent == Intent.REGISTER
+    assert emails(parsed) == {"erika.musterfrau@stadt-essen.example"}
+
+
+@pytest.mark.parametrize(
+    ("value", "keyword"),
+    [
+        ("auto-replied", "auto-replied"),
+        ("Auto-Replied", "auto-replied"),
+        ("auto-generated; foo", "auto-generated"),
+        ("auto-replied (vacation); owner=erika", "auto-replied"),
+        ("((nested) comment) auto-generated", "auto-generated"),
+    ],
+)
+def test_auto_submitted_by_a_machine_is_never_answered(value: str, keyword: str) -> None:
+    parsed = parse_mail(mail(_REGISTRATION, headers={"Auto-Submitted": value}))
+    assert parsed.headers.no_reply_reason == f"Auto-Submitted: {keyword}"
+    assert parsed.intent in (Intent.AUTOREPLY, Intent.OTHER)
+    assert parsed.participants == []
+
+
+def test_auto_replied_with_parameters_is_an_auto_reply() -> None:
+    raw = mail(
+        "Ich bin bis 5. Februar nicht im Büro.",
+        subject="Re: Werkstatt",
+        headers={"Auto-Submitted": "Auto-Replied; owner=erika (Urlaub)"},
+    )
+    assert parse_mail(raw).intent == Intent.AUTOREPLY
+
+
 def test_headers_filled() -> None:
     raw = mail(
         "Ich melde mich an.",

@@ -76,6 +76,46 @@ def _local_part(address: str) -> str:
     return address.rsplit("@", 1)[0] if "@" in address else address
 
 
+def auto_submitted(msg: Message) -> str:
+    """The RFC 3834 keyword of `msg`'s Auto-Submitted header, lower-cased, or "" when the
+    header is absent, empty or says "no" (a person wrote the mail).
+
+    The one reading of that header for every rule that asks about it: its value is a
+    keyword ("no", "auto-generated", "auto-replied" or an extension), optionally followed by
+    parameters after ";", and comments in parentheses (which may nest) may stand before or
+    after it: "no (human)", "(vacation) Auto-Replied; owner=x". Comparing the whole value
+    with "no" took "no; reason=x" for a machine's mark and left a person's registration
+    unanswered.
+    """
+    value = header(msg, "Auto-Submitted")
+    depth = 0
+    escaped = False
+    word: list[str] = []
+    for char in value:
+        if depth:  # inside a comment: only nesting and quoted pairs matter
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char in "()":
+                depth += 1 if char == "(" else -1
+        elif char == "(":
+            if word:
+                break
+            depth = 1
+        elif char == ";":
+            break
+        elif char.isspace():
+            if word:
+                break
+        else:
+            word.append(char)
+    # A value without a keyword ("; x", "(?)") was never written by a person's mail program:
+    # kept as it is, it still counts as a machine's mark, as it did before.
+    keyword = "".join(word).lower() or value.strip().lower()
+    return "" if keyword == "no" else keyword
+
+
 def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | None:
     """Why `msg` must never be answered, or None: the one place that decides it.
 
@@ -100,9 +140,9 @@ def auto_reply_reason(msg: Message, own: frozenset[str] = frozenset()) -> str | 
         for addr in values:
             if _DAEMON_LOCAL.match(_local_part(addr)):
                 return f"{name} is {_local_part(addr)}"
-    auto = header(msg, "Auto-Submitted").lower()
-    if auto and auto.split(";")[0].strip() != "no":
-        return f"Auto-Submitted: {auto.split(';')[0].strip()}"
+    auto = auto_submitted(msg)
+    if auto:
+        return f"Auto-Submitted: {auto}"
     precedence = header(msg, "Precedence").lower().strip()
     if precedence in _PRECEDENCE:
         return f"Precedence: {precedence}"

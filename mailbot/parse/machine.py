@@ -16,13 +16,14 @@ from email.message import Message
 from mailbot.models import Intent
 from mailbot.parse import fields
 from mailbot.parse.autoreply import (
-    bounced_addresses as _header_bounced,
-)
-from mailbot.parse.autoreply import (
+    auto_submitted,
     is_autoreply_subject,
     is_bounce,
     is_bounce_subject,
     is_read_receipt,
+)
+from mailbot.parse.autoreply import (
+    bounced_addresses as _header_bounced,
 )
 from mailbot.parse.mime import has_header, header
 from mailbot.parse.phrases import Phrases
@@ -63,10 +64,10 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
         return Intent.AUTOREPLY
     if reason == "multipart/report":  # abuse reports and other machine reports
         return Intent.OTHER
-    auto = header(msg, "Auto-Submitted").lower()
+    auto = auto_submitted(msg)  # "" for a person's mail: absent, or "no" in any spelling
     precedence = header(msg, "Precedence").lower().strip()
     if (
-        auto.startswith("auto-replied")
+        auto == "auto-replied"
         or precedence == "auto_reply"
         or any(has_header(msg, h) for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
         or has_header(msg, "X-MS-Exchange-Inbox-Rules-Loop")
@@ -79,7 +80,7 @@ def machine_intent(msg: Message, subject: str, text: str, reason: str | None) ->
         return Intent.BOUNCE
     if reason and re.match(r"(?:From|Return-Path|Sender) is ", reason):
         return Intent.OTHER  # list servers, list owners, no-reply senders: nobody to talk to
-    if reason == "empty Return-Path" or (auto and auto != "no"):
+    if reason == "empty Return-Path" or auto:
         if _BOUNCE_BODY.search(text[:5000]) or is_bounce_subject(subject):
             return Intent.BOUNCE
         if _AUTOREPLY_BODY.search(text[:5000]) or reason == "empty Return-Path":
