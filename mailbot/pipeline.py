@@ -385,6 +385,7 @@ class Pipeline:
             rows = self.store.messages_by_uids(
                 conn, self.config.imap.folder, uidvalidity, [w.mail.uid for w in work]
             )
+            here = frozenset(w.mail.uid for w in work)
             for item in work:
                 row = rows.get(item.mail.uid)
                 if row is not None and row.state != "failed":
@@ -393,7 +394,7 @@ class Pipeline:
                     continue
                 try:
                     with self.store.savepoint(conn):
-                        outcome = self._settle_one(conn, item, row, uidvalidity, states)
+                        outcome = self._settle_one(conn, item, row, uidvalidity, states, here)
                 except Exception as exc:  # the one place a failing mail is caught
                     # The failed mail may have changed the seats before it failed.
                     states = self.store.event_states(conn, self.config)
@@ -413,16 +414,22 @@ class Pipeline:
         row: Any,
         uidvalidity: int,
         states: dict[str, EventState],
+        batch: frozenset[int] = frozenset(),
     ) -> Handled:
+        """`batch`: the UIDs settled in this batch, whose rows were read at its start."""
         folder = self.config.imap.folder
         mail, parsed = item.mail, item.parsed
         if item.oversized:
             return self._settle_oversized(conn, item, uidvalidity)
         if row is None and (twin := self.store.message_by_key(conn, item.key)) is not None:
-            if twin.state != "failed" or twin.uidvalidity == uidvalidity:
+            if twin.state != "failed":
                 return self._known_elsewhere(conn, twin, mail, uidvalidity)
-            # A mail still being retried when the UIDs changed: retry it at its new UID.
-            self.store.relocate_message(conn, twin.id, folder, uidvalidity, mail.uid, self.clock())
+            if twin.folder == folder and twin.uidvalidity == uidvalidity and twin.uid in batch:
+                return self._wait_for_twin(twin, mail)
+            # The first copy is still being retried, but not here: after a UIDVALIDITY change
+            # it has a new UID, or it left the inbox (a human deleted it), or an earlier batch
+            # of this cycle tried it. This copy carries on its retries at its own UID.
+            self._take_over(conn, twin, mail.uid, uidvalidity)
             row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
         place = MailPlace(folder, uidvalidity, mail.uid, item.key)
         row_id, decision = self.registrar.settle_mail(
@@ -486,6 +493,13 @@ class Pipeline:
         self, conn: Connection, item: Prepared, row: Any, uidvalidity: int, exc: Exception
     ) -> Handled:
         mail, parsed = item.mail, item.parsed
+        twin = self.store.message_by_key(conn, item.key) if row is None else None
+        if twin is not None and twin.state == "failed":
+            # A copy that took over a failing first copy's retries (`_settle_one`) and failed
+            # too: the savepoint undid the move, so the count goes on at this copy's UID
+            # (a second row with the same dedupe key cannot be written).
+            self._take_over(conn, twin, mail.uid, uidvalidity)
+            row = twin
         attempts = (row.attempts if row is not None else 0) + 1
         quarantine = attempts >= self.config.mailbot.max_attempts
         state = "review" if quarantine else "failed"
@@ -522,7 +536,16 @@ class Pipeline:
     def _known_elsewhere(
         self, conn: Connection, twin: Any, mail: FetchedMail, uidvalidity: int
     ) -> Handled:
-        """The same mail seen before under another UID (UIDVALIDITY change or a second copy)."""
+        """The same mail seen before under another UID (UIDVALIDITY change or a second copy),
+        and settled there (done, review or ignored): this copy goes where that one went.
+
+        A second copy is never answered again, and it is placed like the first: mail that is
+        not ours (ignored) stays in the inbox untouched, unread; a copy of a mail in review
+        goes to the review folder, unread, but is not a second item for the organisers (it is
+        recorded as resolved with its first copy); a copy of a handled mail is filed as read.
+        Two copies are common: the other addresses (information@ …) deliver to this mailbox,
+        and a colleague's mail to both must not be filed away because it came twice.
+        """
         now = self.clock()
         if twin.uidvalidity != uidvalidity or twin.folder != self.config.imap.folder:
             self.store.relocate_message(
@@ -532,6 +555,10 @@ class Pipeline:
                 "mail uid=%s id=%s already handled before the rescan", mail.uid, twin.message_id
             )
             return Handled(twin.id, twin.state, None, owes_move=twin.state in ("done", "review"))
+        state = twin.state
+        resolved: dict[str, Any] = {}
+        if state == "review":
+            resolved = {"resolved_at": now, "resolution": f"second copy of mail {twin.id}"}
         row_id = self.store.record_message(
             conn,
             now,
@@ -544,17 +571,42 @@ class Pipeline:
             sender=twin.sender,
             subject=twin.subject,
             intent=twin.intent,
-            state="done",
+            state=state,
             outcome=f"second copy of mail uid {twin.uid}",
             reason="duplicate delivery",
+            **resolved,
         )
         log.info(
-            "mail uid=%s id=%s is a second copy of uid %s: no new answer",
+            "mail uid=%s id=%s is a second copy of uid %s: no new answer, %s like it",
+            mail.uid,
+            twin.message_id,
+            twin.uid,
+            state,
+        )
+        return Handled(row_id, state)
+
+    @staticmethod
+    def _wait_for_twin(twin: Any, mail: FetchedMail) -> Handled:
+        """A second copy of a mail that failed in this batch: settled once that one is.
+
+        Nothing is recorded for it, so it stays in the inbox untouched and the last UID does
+        not pass it: the next cycle fetches it again and it follows its first copy, whatever
+        that copy's retries (or their quarantine in review) come to.
+        """
+        log.info(
+            "mail uid=%s id=%s is a second copy of uid %s, which failed: waits for it",
             mail.uid,
             twin.message_id,
             twin.uid,
         )
-        return Handled(row_id, "done")
+        return Handled(twin.id, "failed")
+
+    def _take_over(self, conn: Connection, twin: Any, uid: int, uidvalidity: int) -> None:
+        """A failing mail's retries go on at this copy's UID (the first copy's is gone, or
+        changed with the UIDVALIDITY, or was tried by an earlier batch of this cycle)."""
+        self.store.relocate_message(
+            conn, twin.id, self.config.imap.folder, uidvalidity, uid, self.clock()
+        )
 
     @staticmethod
     def _result(mail: FetchedMail, parsed: ParsedMail, state: str, outcome: str) -> MailResult:
@@ -675,7 +727,7 @@ class Handled:
     """What became of one fetched mail in this cycle."""
 
     row_id: int
-    state: str  # done, review, ignored or failed
+    state: str  # done, review, ignored or failed (also: a copy waiting for its failed twin)
     result: MailResult | None = None
     owes_move: bool | None = None  # None: derived from the state
 
