@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mailbox
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -384,6 +384,33 @@ def test_import_mbox_keeps_order_and_skips_answered(
     ]
     code, out = run(capsys, config_file, "import", str(tmp_path / "export.mbox"))
     assert "0 handled" in out and "3 already known" in out
+
+
+def test_import_reads_the_mbox_from_line_in_local_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """The "From " line's time has no zone; Postfix and Thunderbird write local time, so it is
+    read in [mailbot] timezone: 23:30 in Berlin on deadline day is on time, 00:30 is late."""
+    from helpers import form
+
+    config_file = server_config_file(tmp_path, dovecot, smtp_sink)  # the shipped 2018 dates
+    config = load_config(config_file)
+    deadline = config.event_by_number(2).deadline  # type: ignore[union-attr]
+    assert deadline == datetime(2018, 2, 9, 23, 59, 59, tzinfo=timezone(timedelta(hours=1)))
+    export = b""
+    for stamp, name, address in (
+        ("Fri Feb  9 23:30:00 2018", "Anna Arndt", "anna@example.org"),
+        ("Sat Feb 10 00:30:00 2018", "Bernd Brandt", "bernd@example.org"),
+    ):
+        raw = mail(form(name, address), sender=f"{name} <{address}>")  # no Date: the line counts
+        export += f"From {address} {stamp}\n".encode() + raw.replace(b"\r\n", b"\n") + b"\n"
+    (tmp_path / "export.mbox").write_bytes(export)
+    code, out = run(capsys, config_file, "import", str(tmp_path / "export.mbox"))
+    assert code == 0, out
+    arrivals = {r.sender: r.arrival for r in db_rows(config, messages)}
+    assert arrivals["anna@example.org"] == datetime(2018, 2, 9, 22, 30, tzinfo=UTC)
+    assert statuses(config)["anna@example.org"] == "confirmed"
+    assert statuses(config).get("bernd@example.org") != "confirmed"
 
 
 def test_forget_leaves_only_anonymous_counts(

@@ -307,7 +307,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
     store = _store(config)
     try:
-        report = import_mails(config, store, _now, args.path, reply=args.reply)
+        report = import_mails(config, store, _now, args.path, reply=args.reply, progress=sys.stderr)
     except (FileNotFoundError, OSError) as exc:
         raise AdminError(str(exc)) from None
     states = ", ".join(f"{n} {s}" for s, n in sorted((report.by_state or {}).items()))

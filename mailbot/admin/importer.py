@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import email
 import mailbox
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from email import policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -42,14 +41,22 @@ class _Mail:
     index: int
 
 
-def _arrival(message: mailbox.Message, raw: bytes, fallback: datetime) -> datetime:
-    """mbox "From " line or Maildir delivery time first, then the Date header."""
+def _arrival(message: mailbox.Message, raw: bytes, fallback: datetime, local: tzinfo) -> datetime:
+    """mbox "From " line or Maildir delivery time first, then the Date header.
+
+    The "From " line's time has no zone. RFC 4155 says it is UTC, but Postfix's local
+    delivery and Thunderbird write the local time of the machine that stored the mail, so it
+    is read in `local`, the configured `[mailbot] timezone` (the organiser's server's zone):
+    read as UTC, a mail from 23:30 in Berlin on deadline day came out an hour later, late.
+    A Maildir's delivery time is the file's mtime (what `mailbox.MaildirMessage.get_date`
+    gives), a Unix timestamp: no zone to guess.
+    """
     if isinstance(message, mailbox.mboxMessage):
         parts = message.get_from().split(None, 1)
         if len(parts) == 2:
             try:
                 return datetime.strptime(parts[1].strip(), "%a %b %d %H:%M:%S %Y").replace(
-                    tzinfo=UTC
+                    tzinfo=local
                 )
             except ValueError:
                 pass
@@ -65,8 +72,10 @@ def _arrival(message: mailbox.Message, raw: bytes, fallback: datetime) -> dateti
     return fallback
 
 
-def read_mails(path: Path, fallback: datetime) -> list[_Mail]:
-    """Every mail of an mbox file or a Maildir, oldest first (stable for equal times)."""
+def read_mails(path: Path, fallback: datetime, local: tzinfo) -> list[_Mail]:
+    """Every mail of an mbox file or a Maildir, oldest first (stable for equal times).
+
+    `local`: the zone of the times in mbox "From " lines (see `_arrival`)."""
     if path.is_dir():
         box: mailbox.Mailbox = mailbox.Maildir(str(path), factory=None, create=False)
     elif path.is_file():
@@ -77,7 +86,7 @@ def read_mails(path: Path, fallback: datetime) -> list[_Mail]:
     for index, key in enumerate(box.iterkeys()):
         message = box.get_message(key)
         raw = box.get_bytes(key)
-        mails.append(_Mail(raw, _arrival(message, raw, fallback), index))
+        mails.append(_Mail(raw, _arrival(message, raw, fallback, local), index))
     return sorted(mails, key=lambda m: (m.arrival, m.index))
 
 
@@ -101,9 +110,11 @@ def import_mails(
     path: Path,
     *,
     reply: bool = False,
-    progress: TextIO | None = sys.stderr,
+    progress: TextIO | None = None,
 ) -> ImportReport:
-    mails = read_mails(path, clock())
+    """`progress`: where the progress bar goes (the CLI passes the sys.stderr of its call;
+    a default bound when this module is first imported would outlive a replaced stderr)."""
+    mails = read_mails(path, clock(), config.tz)
     answered = answered_ids(mails, config.own_addresses)
     registrar = Registrar(config, store, clock)
     report = ImportReport(total=len(mails), by_state={})
