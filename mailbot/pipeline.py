@@ -419,8 +419,6 @@ class Pipeline:
         """`batch`: the UIDs settled in this batch, whose rows were read at its start."""
         folder = self.config.imap.folder
         mail, parsed = item.mail, item.parsed
-        if item.oversized:
-            return self._settle_oversized(conn, item, uidvalidity)
         if row is None and (twin := self.store.message_by_key(conn, item.key)) is not None:
             if twin.state != "failed":
                 return self._known_elsewhere(conn, twin, mail, uidvalidity)
@@ -431,6 +429,8 @@ class Pipeline:
             # of this cycle tried it. This copy carries on its retries at its own UID.
             self._take_over(conn, twin, mail.uid, uidvalidity)
             row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
+        if item.oversized:  # after the copies: two copies of one large mail share the key
+            return self._settle_oversized(conn, item, row, uidvalidity)
         place = MailPlace(folder, uidvalidity, mail.uid, item.key)
         row_id, decision = self.registrar.settle_mail(
             conn,
@@ -459,16 +459,25 @@ class Pipeline:
             f" (forwarded by {item.forwarded_by})" if item.forwarded_by else "",
         )
 
-    def _settle_oversized(self, conn: Connection, item: Prepared, uidvalidity: int) -> Handled:
-        """A mail over max_message_bytes: recorded from its header, to review, never downloaded."""
+    def _settle_oversized(
+        self, conn: Connection, item: Prepared, row: Any, uidvalidity: int
+    ) -> Handled:
+        """A mail over max_message_bytes: recorded from its header, to review, never downloaded.
+
+        `row`: the mail's row from a failed attempt (its own, or a copy's it took over), which
+        is updated: a second row with the same UID or dedupe key cannot be written.
+        """
         mail, parsed = item.mail, item.parsed
         reason = (
             f"too large to read: {mail.size / 1e6:.1f} MB, the limit is "
             f"{self.config.imap.max_message_bytes / 1e6:.1f} MB (imap.max_message_bytes)"
         )
-        row_id = self._record_new(
-            conn, item, uidvalidity, state="review", outcome="not read", reason=reason
-        )
+        values = {"state": "review", "outcome": "not read", "reason": reason}
+        if row is None:
+            row_id = self._record_new(conn, item, uidvalidity, **values)
+        else:
+            row_id = row.id
+            self.store.update_message(conn, row_id, self.clock(), **values)
         log.warning("mail uid=%s id=%s: %s; to review", mail.uid, parsed.headers.message_id, reason)
         return Handled(row_id, "review", self._result(mail, parsed, "review", reason))
 

@@ -200,3 +200,23 @@ def test_copy_of_a_mail_failing_across_new_uidvalidity(
     run_cycle(config)
     assert dovecot.folder_uids("INBOX") == []
     assert [r.rcpt_tos for r in smtp_sink.received] == [["anna.arndt@example.org"]]
+
+
+def test_two_copies_of_a_mail_too_large_to_read(
+    config: Config, dovecot: Dovecot, smtp_sink: SmtpSink
+) -> None:
+    """Copies of a mail over max_message_bytes have the same key (its headers and its
+    size): the second goes to review like the first, and the batch goes on."""
+    config = config.model_copy(
+        update={"imap": config.imap.model_copy(update={"max_message_bytes": 50_000})}
+    )
+    big = mail(form("Anna Arndt", "anna.arndt@example.org") + "x" * 100_000)
+    dovecot.append(big, JAN)
+    dovecot.append(big, JAN)
+    dovecot.append(ANNA, JAN + timedelta(minutes=1))
+    run_cycle(config)
+    assert states(config) == ["review", "review", "done"]
+    assert dovecot.folder_uids(config.imap.review_folder) == [1, 2]
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["anna.arndt@example.org"]]
+    with Store(config.database_url).transaction() as conn:
+        assert len(review_queue(conn)) == 1  # one item for the organisers, not two
