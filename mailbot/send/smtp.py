@@ -2,8 +2,11 @@
 
 A reply is marked sent only after the server accepted it, in its own small transaction. A crash
 between the two can make one reply go out twice — with the same Message-ID, since the bytes
-come from the outbox — but never lose it. Temporary failures (4xx, network) back off and retry;
-permanent ones (5xx) are kept as failed for the organiser to see.
+come from the outbox — but never lose it. Temporary failures of a reply (4xx, the connection
+lost while it was sent) back off and retry, up to MAX_ATTEMPTS; permanent ones (5xx) are kept
+as failed for the organiser to see. A server that cannot be reached or refuses the login is no
+reply's fault: the replies wait, however long it lasts, and the sender as a whole backs off
+(`_wait_for_server`), with an alert for `mailbot status` and the digest.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import datetime, timedelta
 import aiosmtplib
 from sqlalchemy import Connection
 
-from mailbot.config import SmtpSettings, redacted
+from mailbot.config import SMTP_PASSWORD_ENV, SmtpSettings, redacted
 from mailbot.send.transfer import deliver
 from mailbot.store.db import OutboxItem, Store, StoreBusy, process_holder
 
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=2)
+# The health note that says the server cannot be reached or refuses the login; its time is
+# when that began, and the sender's backoff grows with it.
+SERVER_ALERT = "alert:smtp"
 # A sender beside the poll writes its marks together: this many, or those of this long.
 MARK_BATCH = 16
 MARK_SECONDS = 0.25
@@ -49,6 +55,7 @@ class SendReport:
     retried: int = 0
     failed: int = 0
     capped: bool = False  # the hourly cap stopped sending (a suspected mail loop)
+    unreachable: bool = False  # the server could not be reached, or refused the login
 
 
 class LockBackoff:
@@ -94,6 +101,8 @@ class SentMarks:
     replies go out once more, with the same Message-ID: at least once, never lost.
     After the lock was found taken, marks (and claims, which share `backoff`) wait for the
     pause of `LockBackoff`.
+    The end of an outage (`reached`) goes in with the next write as well: the "unreachable"
+    alert is cleared without a transaction of its own.
     """
 
     def __init__(self, store: Store, *, wait: bool = True) -> None:
@@ -102,6 +111,7 @@ class SentMarks:
         self.backoff = LockBackoff()
         self.pending: list[tuple[int, datetime]] = []
         self._oldest = 0.0  # time.monotonic() of the first pending mark
+        self.reached: datetime | None = None  # when a connection got through, not yet written
 
     def add(self, item_id: int, at: datetime) -> None:
         if not self.pending:
@@ -123,7 +133,7 @@ class SentMarks:
             self.flush(wait=self.wait)
 
     def flush(self, *, wait: bool = True) -> None:
-        if not self.pending:
+        if not self.pending and self.reached is None:
             return
         try:
             with self.store.transaction(wait=wait) as conn:
@@ -136,11 +146,15 @@ class SentMarks:
 
     def write(self, conn: Connection) -> int:
         """Write the pending marks in the caller's transaction; `forget` them once it commits."""
-        self.store.mark_all_sent(conn, self.pending)
+        if self.pending:
+            self.store.mark_all_sent(conn, self.pending)
+        if self.reached is not None:
+            self.store.set_health(conn, SERVER_ALERT, "", self.reached)
         return len(self.pending)
 
     def forget(self, written: int) -> None:
         del self.pending[:written]
+        self.reached = None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -206,9 +220,10 @@ async def send_outbox(
                     await asyncio.sleep(claims.pause())
                     continue
                 break
-            if client is None:
-                opened = smtp_client(settings, ssl_context)
-                if not await _connect(opened, store, due, now, report, settings):
+            if client is None or not client.is_connected:
+                # The first connection, or a new one after a reply lost the last one.
+                opened = client or smtp_client(settings, ssl_context)
+                if not await _connect(opened, store, due, now, report, marks, settings):
                     return report
                 client = opened
             marks.tick()
@@ -232,25 +247,83 @@ async def _connect(
     due: deque[OutboxItem],
     now: Callable[[], datetime],
     report: SendReport,
+    marks: SentMarks,
     settings: SmtpSettings,
 ) -> bool:
-    """Open the connection; when the server cannot be reached, every claimed reply backs off."""
+    """Open the connection up to the first reply: TCP, TLS, EHLO, AUTH.
+
+    Whatever fails here fails before any reply was handed over, so it is not one of their
+    attempts: an outage of a weekend, or a password changed on the server, would otherwise
+    use up MAX_ATTEMPTS of every reply queued before it and drop them all for good. The
+    claimed replies wait instead (`_wait_for_server`).
+    """
     try:
-        await client.connect()
+        await client.connect()  # with TLS and AUTH, when configured
+        if client.is_ehlo_or_helo_needed:
+            # Here rather than in the first reply's `sendmail`, so that a refused EHLO is
+            # the server's failure too; falling back to HELO as `sendmail` does.
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
     except (aiosmtplib.SMTPException, OSError) as exc:
+        client.close()
+        marks.reached = None  # the outage goes on: its alert stays
         error = redacted(exc, settings.password)
-        log.warning(
-            "SMTP %s:%s unreachable: %s; %d replies wait",
-            settings.host,
-            settings.port,
-            error,
-            len(due),
-        )
-        for item in due:
-            _retry_or_fail(store, item, now(), f"connect: {error}", report, quiet=True)
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            problem = (
+                f"refuses the login: {error}; check smtp.username and smtp.password "
+                f"(or {SMTP_PASSWORD_ENV})"
+            )
+        else:
+            problem = f"unreachable: {error}"
+        _wait_for_server(store, due, now(), problem, report, settings)
         due.clear()
         return False
+    marks.reached = now()
     return True
+
+
+def _wait_for_server(
+    store: Store,
+    due: Collection[OutboxItem],
+    at: datetime,
+    problem: str,
+    report: SendReport,
+    settings: SmtpSettings,
+) -> None:
+    """The server cannot be reached or refuses the login: the claimed replies wait, without
+    an attempt counted against them, and the sender as a whole backs off.
+
+    The alert `SERVER_ALERT` keeps the time the outage began, and the next try waits as
+    long as the outage has lasted (at least BASE_DELAY, at most MAX_DELAY): tries after
+    30 s, 1, 2, 4 … minutes, then every two hours, in one log line each. The alert shows in
+    `mailbot status` and the digest; the first connection that gets through clears it.
+    """
+    with store.transaction() as conn:
+        alert = store.health(conn).get(SERVER_ALERT)
+        since = alert[1] if alert is not None and alert[0] else at
+        delay = min(MAX_DELAY, max(BASE_DELAY, at - since))
+        for item in due:
+            store.mark_retry(conn, item.id, at, delay, f"connect: {problem}", count=False)
+        store.set_health(
+            conn,
+            SERVER_ALERT,
+            f"replies wait: SMTP {settings.host}:{settings.port} {problem}",
+            since,
+        )
+    report.retried += len(due)
+    report.unreachable = True
+    log.warning(
+        "SMTP %s:%s %s; %d replies wait, next try in %ds",
+        settings.host,
+        settings.port,
+        problem,
+        len(due),
+        int(delay.total_seconds()),
+    )
 
 
 class Claims:
@@ -393,9 +466,10 @@ async def _send_one(
     marks: SentMarks,
     settings: SmtpSettings,
 ) -> None:
+    """Hand one reply to the server. Its own failures count as its attempts: a 4xx, and the
+    connection lost while it was sent (a reply that breaks the connection each time still
+    gives up at MAX_ATTEMPTS); the next reply then opens a new connection (`_connect`)."""
     try:
-        if not client.is_connected:
-            await client.connect()
         await deliver(client, envelope_from, item.recipients, item.raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
@@ -419,15 +493,9 @@ async def _send_one(
 
 
 def _retry_or_fail(
-    store: Store,
-    item: OutboxItem,
-    at: datetime,
-    error: str,
-    report: SendReport,
-    *,
-    quiet: bool = False,
+    store: Store, item: OutboxItem, at: datetime, error: str, report: SendReport
 ) -> None:
-    """Back off and retry, or give up; `quiet` when one line already said why (server down)."""
+    """Back off and retry, or give up after MAX_ATTEMPTS of the reply's own failures."""
     if item.attempts + 1 >= MAX_ATTEMPTS:
         _fail(store, item, at, f"gave up after {MAX_ATTEMPTS} attempts: {error}", report)
         return
@@ -435,7 +503,7 @@ def _retry_or_fail(
     with store.transaction() as conn:
         store.mark_retry(conn, item.id, at, delay, error)
     report.retried += 1
-    (log.debug if quiet else log.warning)(
+    log.warning(
         "reply %s not sent (%s); retry in %ss", item.message_id, error, int(delay.total_seconds())
     )
 

@@ -704,13 +704,22 @@ class Store:
         self._change_many(conn, _MARK_SENT, [{"b_id": i, "b_now": at} for i, at in marks])
 
     def mark_retry(
-        self, conn: Connection, item_id: int, now: datetime, delay: timedelta, error: str
+        self,
+        conn: Connection,
+        item_id: int,
+        now: datetime,
+        delay: timedelta,
+        error: str,
+        *,
+        count: bool = True,
     ) -> None:
+        """Try the reply again after `delay`. `count=False` when the reply was never handed to
+        the server (it could not be reached): that try is not one of the reply's attempts."""
         conn.execute(
             update(outbox)
             .where(outbox.c.id == item_id)
             .values(
-                attempts=outbox.c.attempts + 1,
+                attempts=outbox.c.attempts + (1 if count else 0),
                 next_attempt_at=now + delay,
                 last_error=error,
                 claimed_by=None,
