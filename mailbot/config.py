@@ -48,6 +48,43 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+def _sendable(value: str) -> str:
+    """An address of ours as replies need it: a plain ASCII addr-spec, the check every
+    recipient of a reply passes (`mailbot.reply.wire.safe_address`).
+
+    Such an address goes into headers and the SMTP envelope as it is (the organiser's is
+    the envelope sender of every mail), and the mail library cannot encode one with an
+    umlaut: once queued, a reply to it stopped the whole send pass, so it must fail here,
+    where the admin sees it. A domain with umlauts has an ASCII form that works: named.
+    """
+    from mailbot.reply.wire import safe_address  # not at the top: mailbot.reply imports us
+
+    if safe_address(value):
+        return value
+    local, at, domain = value.rpartition("@")
+    if at and local.isascii() and not domain.isascii():
+        try:
+            ascii_form = f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            ascii_form = ""
+        if safe_address(ascii_form):
+            raise ValueError(
+                f"{value!r}: mailbot sends only to ASCII addresses; write the domain in its "
+                f"ASCII form: {ascii_form!r}"
+            )
+    if not value.isascii():
+        raise ValueError(
+            f"{value!r}: mailbot sends only to ASCII addresses (no umlauts before the @); "
+            "use an address like anmeldung@example.org"
+        )
+    raise ValueError(f"{value!r} is not a plain e-mail address like anmeldung@example.org")
+
+
+# Every address in [organiser], checked alike: most are written into mail or sent to.
+Address = Annotated[str, AfterValidator(_sendable)]
+
 Security = Literal["ssl", "starttls", "none"]
 
 
@@ -151,19 +188,12 @@ class MailbotSettings(_Strict):
 
 class OrganiserSettings(_Strict):
     name: str
-    address: str
-    digest_to: list[str] = Field(default_factory=list)
-    reply_to: str | None = None
+    address: Address  # the From of every mail and the SMTP envelope sender
+    digest_to: list[Address] = Field(default_factory=list)
+    reply_to: Address | None = None
     contact_name: str | None = None
     contact_phone: str | None = None
-    other_addresses: list[str] = Field(default_factory=list)
-
-    @field_validator("address", "reply_to")
-    @classmethod
-    def _looks_like_address(cls, value: str | None) -> str | None:
-        if value is not None and ("@" not in value or any(c in value for c in "\r\n <>,")):
-            raise ValueError(f"{value!r} is not a plain e-mail address like anmeldung@example.org")
-        return value
+    other_addresses: list[Address] = Field(default_factory=list)
 
     @property
     def domain(self) -> str:

@@ -183,6 +183,58 @@ def test_more_mistakes_named(tmp_path: Path, mutate, expected: str) -> None:  # 
     assert expected in _broken(tmp_path, mutate)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (
+            "digest_to",
+            ["orga@bürgerstiftung.example"],
+            "organiser.digest_to[0]: 'orga@bürgerstiftung.example': mailbot sends only to "
+            "ASCII addresses; write the domain in its ASCII form: "
+            "'orga@xn--brgerstiftung-wob.example'",
+        ),
+        ("address", "anmeldung@ils", "organiser.address: 'anmeldung@ils' is not a plain"),
+        ("address", "anmeldung@ils.example\n", "organiser.address: "),
+        ("reply_to", "jürgen@example.org", "organiser.reply_to: 'jürgen@example.org': mailbot"),
+        ("reply_to", "Team <team@example.org>", "organiser.reply_to: "),
+        (
+            "other_addresses",
+            ["info@example.org", "info@straße.example"],
+            "organiser.other_addresses[1]: ",
+        ),
+        ("digest_to", ["a b@example.org"], "organiser.digest_to[0]: 'a b@example.org' is not"),
+    ],
+)
+def test_every_organiser_address_is_checked_as_replies_check_theirs(
+    tmp_path: Path, key: str, value: object, expected: str
+) -> None:
+    """Found by review: digest_to and other_addresses were not checked at all, and `address`
+    only had to hold an "@". An address with an umlaut passed `mailbot check`, and the first
+    mail to it stopped every later reply from being sent (tests/test_send_unsendable.py)."""
+    message = _broken(tmp_path, lambda d: d["organiser"].update({key: value}))
+    assert expected in message and "\n" not in message.strip(), message
+
+
+def test_an_address_with_an_umlaut_fails_check_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        (REPO / "config.toml")
+        .read_text(encoding="utf-8")
+        .replace('"organisation@ils-forschung.example"', '"orga@bürgerstiftung.example"'),
+        encoding="utf-8",
+    )
+    (tmp_path / "templates").symlink_to(REPO / "templates")
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbot", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "organiser.digest_to[0]" in result.stderr and "xn--brgerstiftung" in result.stderr
+
+
 def test_only_the_contract_keys_are_needed(tmp_path: Path) -> None:
     data = shipped_config_data()
     del data["venue"], data["digest"], data["privacy"]

@@ -487,6 +487,16 @@ async def _send_one(
     except (aiosmtplib.SMTPException, OSError) as exc:
         _retry_or_fail(store, item, now(), redacted(exc, settings.password), report)
         return
+    except ValueError as exc:  # UnicodeEncodeError among them
+        # Not the server's answer: this reply cannot be put on the wire as it is (say an
+        # address with an umlaut, which the mail library cannot encode). Raised on, it ended
+        # the whole pass, and as the first reply due it ended every pass after it: nothing
+        # was sent any more. Only this reply fails; the connection, which may hold half its
+        # envelope, is closed, and the next reply opens a new one.
+        client.close()
+        reason = f"cannot be sent as it is: {exc.__class__.__name__}: {exc}"
+        _fail(store, item, now(), reason, report)
+        return
     marks.add(item.id, now())
     report.sent += 1
     log.info("sent %s to %s", item.message_id, ", ".join(item.recipients))
