@@ -253,9 +253,18 @@ class Pipeline:
         report: CycleReport,
     ) -> int:
         """Each batch is fetched and handed to the reader one step ahead of its settling, so
-        with a read-ahead process the next batch is parsed while this one is settled."""
+        with a read-ahead process the next batch is parsed while this one is settled.
+
+        The last UID advances over a gap-free run of settled mails across the whole backlog,
+        not per batch: once a batch ends short of a mail that failed (or that the server did
+        not return), later batches are still settled and moved, but the last UID stays before
+        that mail, so it is fetched and retried next cycle. A later batch that settled whole
+        must not carry the last UID past it: the mail would never be tried again.
+        """
         ahead: StartedBatch | None = None
         first = True
+        held = False  # an earlier batch of this cycle left a mail unsettled
+        backlog = frozenset(uid for batch in batches for uid in batch)
         for batch in [*batches, None]:
             started = None
             if batch is not None and not self.stop_requested.is_set():
@@ -264,7 +273,10 @@ class Pipeline:
                 if first and reader.reads_first_batch_elsewhere:
                     self._warm_up()  # instead of waiting idle for the helper's first batch
                 first = False
-                last_uid = self._finish_batch(inbox, ahead, last_uid, report)
+                advanced = self._finish_batch(inbox, ahead, last_uid, report, backlog)
+                if not held:
+                    held = advanced != ahead.uids[-1]
+                    last_uid = advanced
                 self._hold_mailbox()  # renew: a long backlog must not let the lease lapse
                 with self.store.transaction() as conn:
                     self.store.save_progress(
@@ -312,9 +324,15 @@ class Pipeline:
         return StartedBatch(batch, handled, to_read, rows, reader.submit(to_read))
 
     def _finish_batch(
-        self, inbox: ImapInbox, started: StartedBatch, last_uid: int, report: CycleReport
+        self,
+        inbox: ImapInbox,
+        started: StartedBatch,
+        last_uid: int,
+        report: CycleReport,
+        backlog: frozenset[int],
     ) -> int:
-        """Settle what the reader made of the batch, move it, and advance the last UID."""
+        """Settle what the reader made of the batch, move it, and advance the last UID (as far
+        as this batch goes; `_handle_batches` keeps it from passing an earlier gap)."""
         batch = started.uids
         settled: dict[int, bool] = dict.fromkeys(batch, False)
         work = [
@@ -323,7 +341,7 @@ class Pipeline:
                 started.to_read, started.readings(), started.rows, strict=True
             )
         ]
-        handled = [*started.handled, *self._settle_batch(work, inbox.uidvalidity)]
+        handled = [*started.handled, *self._settle_batch(work, inbox.uidvalidity, backlog)]
         moves = []
         for uid, outcome in handled:
             settled[uid] = outcome.state != "failed"
@@ -360,7 +378,9 @@ class Pipeline:
 
     # --- one mail -----------------------------------------------------------------------
 
-    def _settle_batch(self, work: list[Prepared], uidvalidity: int) -> list[tuple[int, Handled]]:
+    def _settle_batch(
+        self, work: list[Prepared], uidvalidity: int, backlog: frozenset[int] = frozenset()
+    ) -> list[tuple[int, Handled]]:
         """Settle a batch in one write transaction, each mail in a savepoint of its own.
 
         One transaction per batch instead of per mail; a mail that fails rolls back only its
@@ -385,7 +405,7 @@ class Pipeline:
             rows = self.store.messages_by_uids(
                 conn, self.config.imap.folder, uidvalidity, [w.mail.uid for w in work]
             )
-            here = frozenset(w.mail.uid for w in work)
+            here = backlog | {w.mail.uid for w in work}
             for item in work:
                 row = rows.get(item.mail.uid)
                 if row is not None and row.state != "failed":
@@ -414,19 +434,20 @@ class Pipeline:
         row: Any,
         uidvalidity: int,
         states: dict[str, EventState],
-        batch: frozenset[int] = frozenset(),
+        backlog: frozenset[int] = frozenset(),
     ) -> Handled:
-        """`batch`: the UIDs settled in this batch, whose rows were read at its start."""
+        """`backlog`: the UIDs this cycle settles; a failing first copy among them is tried
+        again in this cycle, so a copy of it waits (`_wait_for_twin`) rather than take over."""
         folder = self.config.imap.folder
         mail, parsed = item.mail, item.parsed
         if row is None and (twin := self.store.message_by_key(conn, item.key)) is not None:
             if twin.state != "failed":
                 return self._known_elsewhere(conn, twin, mail, uidvalidity)
-            if twin.folder == folder and twin.uidvalidity == uidvalidity and twin.uid in batch:
+            if twin.folder == folder and twin.uidvalidity == uidvalidity and twin.uid in backlog:
                 return self._wait_for_twin(twin, mail)
-            # The first copy is still being retried, but not here: after a UIDVALIDITY change
-            # it has a new UID, or it left the inbox (a human deleted it), or an earlier batch
-            # of this cycle tried it. This copy carries on its retries at its own UID.
+            # The first copy is still being retried, but not in this cycle: after a UIDVALIDITY
+            # change it has a new UID, or it left the inbox (a human deleted or moved it).
+            # This copy carries on its retries at its own UID.
             self._take_over(conn, twin, mail.uid, uidvalidity)
             row = self.store.message_by_uid(conn, folder, uidvalidity, mail.uid)
         if item.oversized:  # after the copies: two copies of one large mail share the key
@@ -596,7 +617,7 @@ class Pipeline:
 
     @staticmethod
     def _wait_for_twin(twin: Any, mail: FetchedMail) -> Handled:
-        """A second copy of a mail that failed in this batch: settled once that one is.
+        """A second copy of a mail that is retried in this cycle: settled once that one is.
 
         Nothing is recorded for it, so it stays in the inbox untouched and the last UID does
         not pass it: the next cycle fetches it again and it follows its first copy, whatever
@@ -612,7 +633,7 @@ class Pipeline:
 
     def _take_over(self, conn: Connection, twin: Any, uid: int, uidvalidity: int) -> None:
         """A failing mail's retries go on at this copy's UID (the first copy's is gone, or
-        changed with the UIDVALIDITY, or was tried by an earlier batch of this cycle)."""
+        changed with the UIDVALIDITY)."""
         self.store.relocate_message(
             conn, twin.id, self.config.imap.folder, uidvalidity, uid, self.clock()
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from servers import Dovecot, SmtpSink
 
+import mailbot.registrar as registrar
 from mailbot.reply import templating
 
 
@@ -48,3 +49,19 @@ def smtp_sink() -> Iterator[SmtpSink]:
     """A running SMTP sink without AUTH that accepts and records every message."""
     with SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture
+def fault(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """While `fault[0]` is true, deciding on Anna's (anna.arndt@example.org) mail raises:
+    a mail that fails in its savepoint, for tests of retries (a fault, not a real part)."""
+    real_decide = registrar.decide
+    on = [True]
+
+    def flaky(parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if on[0] and parsed.headers.from_address == "anna.arndt@example.org":
+            raise RuntimeError("injected fault")
+        return real_decide(parsed, *args, **kwargs)
+
+    monkeypatch.setattr(registrar, "decide", flaky)
+    return on

@@ -14,7 +14,6 @@ import pytest
 from helpers import JAN, db_rows, form, mail, run_cycle, server_config
 from servers import Dovecot, SmtpSink
 
-import mailbot.registrar as registrar
 from mailbot.admin.queries import review_queue
 from mailbot.config import Config
 from mailbot.store.db import Store
@@ -131,21 +130,6 @@ def test_copy_of_a_handled_registration_is_not_answered_again(
     assert dovecot.folder_uids("INBOX") == []
     assert len(dovecot.folder_uids(processed)) == 3 and unread(dovecot, processed) == []
     assert len(smtp_sink.received) == 1
-
-
-@pytest.fixture
-def fault(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """While `fault[0]` is true, deciding on Anna's mail raises."""
-    real_decide = registrar.decide
-    on = [True]
-
-    def flaky(parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if on[0] and parsed.headers.from_address == "anna.arndt@example.org":
-            raise RuntimeError("injected fault")
-        return real_decide(parsed, *args, **kwargs)
-
-    monkeypatch.setattr(registrar, "decide", flaky)
-    return on
 
 
 def test_copy_of_a_failing_mail_waits_for_it(
