@@ -108,6 +108,26 @@ def test_a_day_without_the_server_gives_up_no_reply(tmp_path: Path, store: Store
     assert cleared is not None and cleared[0] == "", cleared
 
 
+def test_replies_that_waited_out_an_outage_go_as_soon_as_it_ends(store: Store) -> None:
+    """The backoff of the waiting replies is not kept once a connection gets through: they go
+    in the same pass as a reply queued since, not up to two hours after it (a "you moved up"
+    long before the "you are on the waiting list" it follows; mail clients sort the two by
+    their Date, which is when each was written)."""
+    sink = SmtpSink()  # not started: its port is closed
+    queue_replies(store, 1, 1, NOW)
+    at = NOW
+    while at < NOW + timedelta(hours=3):  # a poll every minute
+        send(store, settings(sink.port), at)
+        at += timedelta(minutes=1)
+    assert replies(store)[0].next_attempt_at > at  # it waits on, past the outage
+    with sink:  # the server is back, and a new reply is queued
+        queue_replies(store, 2, 1, at)
+        report = send(store, settings(sink.port), at)
+        assert report.sent == 2
+        assert sorted(m.message_id for m in sink.received) == ["<1@example.org>", "<2@example.org>"]
+    assert [r.sent_at is not None for r in replies(store)] == [True, True]
+
+
 def test_a_refused_login_is_not_held_against_the_replies(store: Store) -> None:
     """The password was changed on the server and not yet in config.toml: AUTH fails."""
     with SmtpSink(username="bot@example.org", password="new-S3cret") as sink:

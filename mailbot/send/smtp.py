@@ -35,6 +35,8 @@ MAX_DELAY = timedelta(hours=2)
 # The health note that says the server cannot be reached or refuses the login; its time is
 # when that began, and the sender's backoff grows with it.
 SERVER_ALERT = "alert:smtp"
+# How the error of a reply that waits for the server begins (`_wait_for_server`).
+WAITING_FOR_SERVER = "connect: "
 # A sender beside the poll writes its marks together: this many, or those of this long.
 MARK_BATCH = 16
 MARK_SECONDS = 0.25
@@ -102,7 +104,8 @@ class SentMarks:
     After the lock was found taken, marks (and claims, which share `backoff`) wait for the
     pause of `LockBackoff`.
     The end of an outage (`reached`) goes in with the next write as well: the "unreachable"
-    alert is cleared without a transaction of its own.
+    alert is cleared, and the replies that waited for the server are due at once, without a
+    transaction of their own.
     """
 
     def __init__(self, store: Store, *, wait: bool = True) -> None:
@@ -150,6 +153,10 @@ class SentMarks:
             self.store.mark_all_sent(conn, self.pending)
         if self.reached is not None:
             self.store.set_health(conn, SERVER_ALERT, "", self.reached)
+            # The replies that waited out the outage go in this pass, not after their backoff
+            # (up to two hours) behind replies queued since: a "you moved up" long before
+            # the "you are on the waiting list" it follows.
+            self.store.due_again(conn, self.reached, WAITING_FOR_SERVER)
         return len(self.pending)
 
     def forget(self, written: int) -> None:
@@ -307,7 +314,7 @@ def _wait_for_server(
         since = alert[1] if alert is not None and alert[0] else at
         delay = min(MAX_DELAY, max(BASE_DELAY, at - since))
         for item in due:
-            store.mark_retry(conn, item.id, at, delay, f"connect: {problem}", count=False)
+            store.mark_retry(conn, item.id, at, delay, WAITING_FOR_SERVER + problem, count=False)
         store.set_health(
             conn,
             SERVER_ALERT,

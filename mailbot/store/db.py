@@ -727,6 +727,19 @@ class Store:
             )
         )
 
+    def due_again(self, conn: Connection, at: datetime, error_prefix: str) -> int:
+        """Make the replies that wait with an error starting `error_prefix` due at `at`."""
+        return conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.sent_at.is_(None),
+                outbox.c.failed_at.is_(None),
+                outbox.c.next_attempt_at > at,
+                outbox.c.last_error.startswith(error_prefix, autoescape=True),
+            )
+            .values(next_attempt_at=at)
+        ).rowcount
+
     def mark_failed(self, conn: Connection, item_id: int, now: datetime, error: str) -> None:
         conn.execute(
             update(outbox)
