@@ -399,6 +399,20 @@ class Dovecot:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
+    def new_uidvalidity(self) -> None:
+        """Make Dovecot forget its UIDs: a new UIDVALIDITY for the same mailbox and mails."""
+        with self.client() as client:
+            before = client.select_folder("INBOX")[b"UIDVALIDITY"]
+            client.logout()
+        self.stop()
+        for index in self.maildir.glob("dovecot*"):
+            index.unlink()
+        time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock, in seconds
+        self.start()
+        with self.client() as client:
+            assert client.select_folder("INBOX")[b"UIDVALIDITY"] != before
+            client.logout()
+
     def restart(self) -> None:
         """Stop and start again on the same port; the mail stays."""
         self.stop()

@@ -194,13 +194,9 @@ def test_export_csv_and_xlsx(
     assert sheet["A2"].value == "Jörg Weißenfels" and sheet["D2"].value == "angemeldet"
 
 
-def test_resend_and_review(
-    capsys: pytest.CaptureFixture[str],
-    config_file: Path,
-    config: Config,
-    dovecot: Dovecot,
-    smtp_sink: SmtpSink,
-) -> None:
+def registration_without_a_name(dovecot: Dovecot, config: Config) -> None:
+    """A registration from j.smith@example.net that names nobody: it waits in review, and
+    he is asked for his name."""
     dovecot.append(
         mail(
             "I'd like to register for the workshop on 22 February.",
@@ -210,6 +206,16 @@ def test_resend_and_review(
         JAN,
     )
     run_cycle(config)
+
+
+def test_resend_and_review(
+    capsys: pytest.CaptureFixture[str],
+    config_file: Path,
+    config: Config,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+) -> None:
+    registration_without_a_name(dovecot, config)
     assert "name" in smtp_sink.message().get_body(("plain",)).get_content()
     code, out = run(capsys, config_file, "review")
     assert code == 0 and "j.smith@example.net" in out and "1 mails in review" in out
@@ -249,15 +255,7 @@ def test_review_name_alone_and_refusal_of_what_is_still_missing(
 ) -> None:
     """`--name` alone corrects the parsed person; a correction that leaves the mail in review
     is refused: the mail stays open and nobody is mailed again."""
-    dovecot.append(
-        mail(
-            "I'd like to register for the workshop on 22 February.",
-            sender="j.smith@example.net",
-            subject="Registration",
-        ),
-        JAN,
-    )
-    run_cycle(config)
+    registration_without_a_name(dovecot, config)
     (row,) = db_rows(config, messages)
     replies = len(db_rows(config, outbox))
     assert replies == 1  # the "what is your name?" reply

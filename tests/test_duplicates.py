@@ -6,7 +6,6 @@ Real Dovecot and SMTP sink; two APPENDs of the same bytes are two deliveries of 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,21 +47,6 @@ def states(config: Config) -> list[str]:
     return [r.state for r in sorted(db_rows(config, messages), key=lambda r: r.id)]
 
 
-def new_uidvalidity(dovecot: Dovecot) -> None:
-    """Make Dovecot forget its UIDs: a new UIDVALIDITY for the same mailbox and mails."""
-    with dovecot.client() as client:
-        before = client.select_folder("INBOX")[b"UIDVALIDITY"]
-        client.logout()
-    dovecot.stop()
-    for index in dovecot.maildir.glob("dovecot*"):
-        index.unlink()
-    time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock, in seconds
-    dovecot.start()
-    with dovecot.client() as client:
-        assert client.select_folder("INBOX")[b"UIDVALIDITY"] != before
-        client.logout()
-
-
 def test_two_copies_of_mail_not_ours_stay_untouched(
     config: Config, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
@@ -85,7 +69,7 @@ def test_copy_of_mail_not_ours_in_a_later_cycle_and_after_new_uidvalidity(
     assert dovecot.folder_uids("INBOX") == [1, 2] and unread(dovecot) == [1, 2]
     assert states(config) == ["ignored", "ignored"]
 
-    new_uidvalidity(dovecot)
+    dovecot.new_uidvalidity()
     run_cycle(config)
     assert len(dovecot.folder_uids("INBOX")) == 2
     assert len(unread(dovecot)) == 2
@@ -124,7 +108,7 @@ def test_copy_of_a_handled_registration_is_not_answered_again(
     assert len(dovecot.folder_uids(processed)) == 2 and unread(dovecot, processed) == []
     assert states(config) == ["done", "done"]
 
-    new_uidvalidity(dovecot)  # and the server delivers it once more
+    dovecot.new_uidvalidity()  # and the server delivers it once more
     dovecot.append(ANNA, JAN + timedelta(hours=1))
     run_cycle(config)
     assert dovecot.folder_uids("INBOX") == []
@@ -176,7 +160,7 @@ def test_copy_of_a_mail_failing_across_new_uidvalidity(
 ) -> None:
     dovecot.append(ANNA, JAN)
     run_cycle(config)
-    new_uidvalidity(dovecot)
+    dovecot.new_uidvalidity()
     run_cycle(config)  # retried at its new UID, and fails again: counted on the same row
     (row,) = db_rows(config, messages)
     assert row.state == "failed" and row.attempts == 2

@@ -371,7 +371,7 @@ def test_uidvalidity_change_mid_run(
     # The cycle stopped at the MOVE; the replies already committed still went out.
     assert len(rig.sink) == 3
 
-    new_uidvalidity(rig.dovecot)
+    rig.dovecot.new_uidvalidity()
     register(rig.dovecot, "Emil Ernst", "emil.ernst@example.org", JAN + timedelta(hours=4))
     monkeypatch.setattr(registrar, "decide", real_decide)  # the fault is gone
     report = rig.cycle()
@@ -383,21 +383,6 @@ def test_uidvalidity_change_mid_run(
     warnings = [r.getMessage() for r in problems(caplog)]
     assert len(warnings) == 1 and "UIDVALIDITY" in warnings[0], warnings
     assert rig.cycle() is not None and len(rig.sink) == 5
-
-
-def new_uidvalidity(dovecot: Dovecot) -> None:
-    """Make Dovecot forget its UIDs: a new UIDVALIDITY for the same mailbox and mails."""
-    with dovecot.client() as client:
-        before = client.select_folder("INBOX")[b"UIDVALIDITY"]
-        client.logout()
-    dovecot.stop()
-    for index in dovecot.maildir.glob("dovecot*"):
-        index.unlink()
-    time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock, in seconds
-    dovecot.start()
-    with dovecot.client() as client:
-        assert client.select_folder("INBOX")[b"UIDVALIDITY"] != before
-        client.logout()
 
 
 # --- TLS -------------------------------------------------------------------------------------
