@@ -379,7 +379,7 @@ class Pipeline:
     # --- one mail -----------------------------------------------------------------------
 
     def _settle_batch(
-        self, work: list[Prepared], uidvalidity: int, backlog: frozenset[int] = frozenset()
+        self, work: list[Prepared], uidvalidity: int, backlog: frozenset[int]
     ) -> list[tuple[int, Handled]]:
         """Settle a batch in one write transaction, each mail in a savepoint of its own.
 
@@ -390,6 +390,8 @@ class Pipeline:
         The seats are read once per batch, and not even that when nothing but this pipeline
         changed them since its last batch (`Store.seat_changes`): reading them all again per
         batch made a rush of N mails cost O(N²).
+
+        `backlog`: the UIDs of this cycle, `work`'s among them (`_settle_one`).
         """
         if not work:
             return []
@@ -405,7 +407,6 @@ class Pipeline:
             rows = self.store.messages_by_uids(
                 conn, self.config.imap.folder, uidvalidity, [w.mail.uid for w in work]
             )
-            here = backlog | {w.mail.uid for w in work}
             for item in work:
                 row = rows.get(item.mail.uid)
                 if row is not None and row.state != "failed":
@@ -414,7 +415,7 @@ class Pipeline:
                     continue
                 try:
                     with self.store.savepoint(conn):
-                        outcome = self._settle_one(conn, item, row, uidvalidity, states, here)
+                        outcome = self._settle_one(conn, item, row, uidvalidity, states, backlog)
                 except Exception as exc:  # the one place a failing mail is caught
                     # The failed mail may have changed the seats before it failed.
                     states = self.store.event_states(conn, self.config)
@@ -434,7 +435,7 @@ class Pipeline:
         row: Any,
         uidvalidity: int,
         states: dict[str, EventState],
-        backlog: frozenset[int] = frozenset(),
+        backlog: frozenset[int],
     ) -> Handled:
         """`backlog`: the UIDs this cycle settles; a failing first copy among them is tried
         again in this cycle, so a copy of it waits (`_wait_for_twin`) rather than take over."""
